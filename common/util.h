@@ -1,0 +1,46 @@
+/* Small helpers both sides share: parsing, fd flags, clocks. */
+#ifndef BATON_UTIL_H
+#define BATON_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+/* Parse "500ms", "10s", "2m", "1h" (or "0") into milliseconds; 0 or -1. */
+int util_parse_duration(const char *s, uint64_t *ms);
+/* Format ms the way util_parse_duration reads it. */
+void util_format_duration(uint64_t ms, char *buf, size_t size);
+/* Parse a whole decimal number in [min, max]; 0 or -1. */
+int util_parse_int(const char *s, long long min, long long max,
+		   long long *out);
+/* yes/no, true/false, on/off, 1/0; 0 or -1. */
+int util_parse_bool(const char *s, int *out);
+/* Octal file mode such as 0660; 0 or -1. */
+int util_parse_mode(const char *s, unsigned *out);
+
+enum addr_kind { ADDR_TCP, ADDR_UNIX };
+
+struct addr {
+	enum addr_kind kind;
+	struct sockaddr_storage ss;
+	socklen_t len;
+};
+
+/*
+ * Parse a listener address: "tcp:HOST:PORT", "tcp:[V6]:PORT", "[V6]:PORT"
+ * or "unix:/abs/path".  HOST is a numeric IPv4 address, "localhost" or "*"
+ * (any IPv4 address).  Returns 0, or -1 with a reason in err.
+ */
+int addr_parse(const char *s, struct addr *a, char *err, size_t errlen);
+/* "127.0.0.1:80", "[::1]:80", "unix:/path"; never fails (truncates). */
+void addr_format(const struct sockaddr *sa, socklen_t len, char *buf,
+		 size_t size);
+
+int fd_set_nonblock(int fd);
+int fd_set_cloexec(int fd);
+
+/* Milliseconds on the monotonic clock. */
+uint64_t now_ms(void);
+
+#endif

@@ -1,0 +1,816 @@
+#include "config.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <ini.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum ksec { S_BATON, S_LISTENER, S_PROGRAM, S_NONE };
+enum ktype {
+	T_STR,
+	T_NAME,
+	T_INT,
+	T_BOOL,
+	T_DUR,
+	T_MODE,
+	T_SIG,
+	T_RESTART,
+	T_LEVEL,
+	T_ADDR,
+	T_CMD,
+	T_ENV,
+};
+
+struct key {
+	enum ksec sec;
+	const char *name;
+	enum ktype type;
+	size_t off, size;
+	long long min, max; /* T_INT: value; T_DUR: milliseconds */
+	const char *def;    /* NULL: required */
+	const char *help;
+};
+
+#define F(type, field) offsetof(type, field), sizeof(((type *)0)->field)
+#define B(n, t, f, lo, hi, d, h) {S_BATON, n, t, F(struct cfg_baton, f), lo, hi, d, h}
+#define L(n, t, f, lo, hi, d, h) {S_LISTENER, n, t, F(struct cfg_listener, f), lo, hi, d, h}
+#define P(n, t, f, lo, hi, d, h) {S_PROGRAM, n, t, F(struct cfg_program, f), lo, hi, d, h}
+#define HOUR 3600000LL
+#define DAY (24 * HOUR)
+
+static const struct key keys[] = {
+	B("control", T_STR, control, 0, 0, "/run/baton/batond.sock",
+	  "Path of the control socket (for batonctl)."),
+	B("control_mode", T_MODE, control_mode, 0, 0, "0600",
+	  "File mode of the control socket."),
+	B("control_group", T_STR, control_group, 0, 0, "",
+	  "Group whose members may use read-only control commands."),
+	B("log_level", T_LEVEL, log_level, 0, 0, "info",
+	  "debug, info, warn or error."),
+
+	L("address", T_ADDR, address, 0, 0, NULL,
+	  "`tcp:HOST:PORT`, `tcp:[V6]:PORT`, `[V6]:PORT` or `unix:/abs/path`; port 0 picks a free port."),
+	L("program", T_NAME, program, 0, 0, NULL,
+	  "The `[program:NAME]` that serves this listener's connections."),
+	L("backlog", T_INT, backlog, 1, 65535, "511",
+	  "listen(2) backlog: clients the kernel holds while no worker has credit."),
+	L("mode", T_MODE, mode, 0, 0, "0666", "Unix only: file mode of the socket."),
+	L("owner", T_STR, owner, 0, 0, "",
+	  "Unix only: `user[:group]` to own the socket file."),
+	L("tcp_nodelay", T_BOOL, tcp_nodelay, 0, 0, "yes",
+	  "TCP only: TCP_NODELAY on accepted connections."),
+	L("tcp_keepalive", T_BOOL, tcp_keepalive, 0, 0, "no",
+	  "TCP only: SO_KEEPALIVE on accepted connections."),
+	L("tcp_keepidle", T_DUR, tcp_keepidle, 0, 32767000, "0",
+	  "TCP only: idle time before keepalive probes (0: system default)."),
+	L("tcp_keepintvl", T_DUR, tcp_keepintvl, 0, 32767000, "0",
+	  "TCP only: interval between keepalive probes (0: system default)."),
+	L("tcp_keepcnt", T_INT, tcp_keepcnt, 0, 127, "0",
+	  "TCP only: probes before the connection is dropped (0: system default)."),
+	L("tcp_user_timeout", T_DUR, tcp_user_timeout, 0, HOUR, "0",
+	  "TCP only: TCP_USER_TIMEOUT (0: system default)."),
+
+	P("command", T_CMD, command, 0, 0, NULL,
+	  "Program and arguments, split on spaces with '...' and \"...\" quoting (no shell)."),
+	P("workers", T_INT, workers, 0, 1024, "1", "Number of worker processes."),
+	P("directory", T_STR, directory, 0, 0, "",
+	  "Working directory of the workers (default: batond's)."),
+	P("environment", T_ENV, environment, 0, 0, "",
+	  "Extra environment: `KEY=VALUE,KEY2=\"a,b\"`."),
+	P("user", T_STR, user, 0, 0, "",
+	  "Run workers as this user (batond must run as root)."),
+	P("ready_timeout", T_DUR, ready_timeout, 1, HOUR, "10s",
+	  "A new worker must report ready within this time."),
+	P("drain_timeout", T_DUR, drain_timeout, 0, DAY, "30s",
+	  "A draining worker may finish its connections for this long before it is stopped."),
+	P("stop_timeout", T_DUR, stop_timeout, 0, HOUR, "10s",
+	  "After the stop signal, wait this long before SIGKILL."),
+	P("queue_timeout", T_DUR, queue_timeout, 1, HOUR, "5s",
+	  "A connection no worker can take within this time is closed (and counted)."),
+	P("stop_signal", T_SIG, stop_signal, 0, 0, "TERM",
+	  "Signal that stops a worker: TERM, INT, QUIT, HUP, USR1, USR2 or KILL."),
+	P("restart", T_RESTART, restart, 0, 0, "always",
+	  "Restart an exited worker: always, on-failure or never."),
+	P("backoff", T_DUR, backoff, 1, HOUR, "500ms",
+	  "Delay before restarting a worker that failed to start; doubles each time."),
+	P("backoff_max", T_DUR, backoff_max, 1, DAY, "30s", "Upper bound of the backoff."),
+	P("start_retries", T_INT, start_retries, 0, 1000, "5",
+	  "Failed starts in a row before the worker slot goes FATAL."),
+	P("start_window", T_DUR, start_window, 0, HOUR, "1s",
+	  "A worker that exits sooner than this after starting counts as a failed start."),
+	P("capacity", T_INT, capacity, 1, 1000000, "1024",
+	  "Most connections one worker holds at once (its credit)."),
+	P("upgrade_batch", T_INT, upgrade_batch, 1, 1024, "1",
+	  "Workers replaced at a time by a rolling upgrade."),
+};
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+_Static_assert(NKEYS <= 64, "the per-section 'set' masks hold 64 keys");
+
+struct parse {
+	struct config *cfg;
+	const char *path;
+	char here[PATH_MAX];
+	FILE *f;
+	char *buf;
+	size_t cap;
+	int line;
+	enum ksec sec;
+	int idx; /* index into listeners/programs */
+	uint64_t baton_set;
+	int baton_seen;
+	char *err;
+	size_t errlen, errused;
+	int nerr;
+};
+
+static void add_err(struct parse *p, int line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void add_err(struct parse *p, int line, const char *fmt, ...)
+{
+	va_list ap;
+	p->nerr++;
+	if (!p->err || p->errused + 1 >= p->errlen)
+		return;
+	int n = snprintf(p->err + p->errused, p->errlen - p->errused, "%s:%d: ",
+			 p->path, line);
+	if (n > 0)
+		p->errused += (size_t)n < p->errlen - p->errused
+				      ? (size_t)n
+				      : p->errlen - p->errused - 1;
+	va_start(ap, fmt);
+	n = vsnprintf(p->err + p->errused, p->errlen - p->errused, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		p->errused += (size_t)n < p->errlen - p->errused
+				      ? (size_t)n
+				      : p->errlen - p->errused - 1;
+	if (p->errused + 1 < p->errlen) {
+		p->err[p->errused++] = '\n';
+		p->err[p->errused] = '\0';
+	}
+}
+
+static const struct {
+	const char *name;
+	int sig;
+} signals[] = {{"TERM", SIGTERM}, {"INT", SIGINT},   {"QUIT", SIGQUIT},
+	       {"HUP", SIGHUP},   {"USR1", SIGUSR1}, {"USR2", SIGUSR2},
+	       {"KILL", SIGKILL}};
+
+int config_parse_signal(const char *s)
+{
+	if (strncmp(s, "SIG", 3) == 0)
+		s += 3;
+	for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++)
+		if (strcmp(s, signals[i].name) == 0)
+			return signals[i].sig;
+	long long v;
+	if (util_parse_int(s, 1, 64, &v) == 0)
+		for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++)
+			if (signals[i].sig == v)
+				return (int)v;
+	return -1;
+}
+
+const char *config_signal_name(int sig)
+{
+	for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++)
+		if (signals[i].sig == sig)
+			return signals[i].name;
+	return "?";
+}
+
+void config_free_strv(char **v)
+{
+	if (!v)
+		return;
+	for (char **p = v; *p; p++)
+		free(*p);
+	free(v);
+}
+
+static int strv_push(char ***v, int *n, const char *s, size_t len)
+{
+	char **nv = realloc(*v, sizeof(char *) * (*n + 2));
+	if (!nv)
+		return -1;
+	*v = nv;
+	if (!(nv[*n] = strndup(s, len)))
+		return -1;
+	nv[++*n] = NULL;
+	return 0;
+}
+
+char **config_split_command(const char *s, char *err, size_t errlen)
+{
+	char **v = NULL, *word = malloc(strlen(s) + 1);
+	int n = 0;
+
+	if (!word)
+		goto nomem;
+	while (*s) {
+		while (*s == ' ' || *s == '\t')
+			s++;
+		if (!*s)
+			break;
+		size_t len = 0;
+		char quote = 0;
+		for (; *s && (quote || (*s != ' ' && *s != '\t')); s++) {
+			if (quote && *s == quote)
+				quote = 0;
+			else if (!quote && (*s == '\'' || *s == '"'))
+				quote = *s;
+			else if (*s == '\\' && quote != '\'' && s[1])
+				word[len++] = *++s;
+			else
+				word[len++] = *s;
+		}
+		if (quote) {
+			snprintf(err, errlen, "unterminated %c quote in command", quote);
+			goto fail;
+		}
+		if (strv_push(&v, &n, word, len))
+			goto nomem;
+	}
+	if (n == 0) {
+		snprintf(err, errlen, "command is empty");
+		goto fail;
+	}
+	free(word);
+	return v;
+nomem:
+	snprintf(err, errlen, "out of memory");
+fail:
+	free(word);
+	config_free_strv(v);
+	return NULL;
+}
+
+char **config_split_env(const char *s, char *err, size_t errlen)
+{
+	char **v = calloc(1, sizeof(char *));
+	char *item = malloc(strlen(s) + 1);
+	int n = 0;
+
+	if (!v || !item)
+		goto nomem;
+	while (*s) {
+		while (*s == ' ' || *s == '\t')
+			s++;
+		size_t len = 0, eq = 0;
+		const char *k = s;
+		while ((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
+		       *s == '_' || (s > k && *s >= '0' && *s <= '9'))
+			item[len++] = *s++;
+		if (len == 0 || *s != '=') {
+			snprintf(err, errlen,
+				 "environment: want KEY=VALUE[,KEY=VALUE...] with KEY of letters, digits and _, at '%.20s'",
+				 k);
+			goto fail;
+		}
+		eq = len;
+		item[len++] = *s++;
+		if (*s == '"') {
+			for (s++; *s && *s != '"'; s++)
+				item[len++] = (*s == '\\' && s[1]) ? *++s : *s;
+			if (*s != '"') {
+				snprintf(err, errlen, "environment: unterminated \" in %.*s",
+					 (int)eq, item);
+				goto fail;
+			}
+			s++;
+		} else {
+			while (*s && *s != ',')
+				item[len++] = *s++;
+			while (len > eq + 1 && (item[len - 1] == ' ' || item[len - 1] == '\t'))
+				len--;
+		}
+		while (*s == ' ' || *s == '\t')
+			s++;
+		if (*s && *s != ',') {
+			snprintf(err, errlen, "environment: expected ',' after %.*s", (int)eq, item);
+			goto fail;
+		}
+		if (*s == ',')
+			s++;
+		if (strv_push(&v, &n, item, len))
+			goto nomem;
+	}
+	free(item);
+	return v;
+nomem:
+	snprintf(err, errlen, "out of memory");
+fail:
+	free(item);
+	config_free_strv(v);
+	return NULL;
+}
+
+/* Replace every %(here)s with the config file's directory. */
+static int expand_here(const char *here, const char *in, char *out, size_t size)
+{
+	static const char tok[] = "%(here)s";
+	size_t o = 0;
+	while (*in) {
+		const char *src = in;
+		size_t n = 1;
+		if (strncmp(in, tok, sizeof(tok) - 1) == 0) {
+			src = here;
+			n = strlen(here);
+			in += sizeof(tok) - 1;
+		} else {
+			in++;
+		}
+		if (o + n >= size)
+			return -1;
+		memcpy(out + o, src, n);
+		o += n;
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+static void *sec_base(struct parse *p, enum ksec sec)
+{
+	switch (sec) {
+	case S_BATON:
+		return &p->cfg->baton;
+	case S_LISTENER:
+		return &p->cfg->listeners[p->idx];
+	case S_PROGRAM:
+		return &p->cfg->programs[p->idx];
+	default:
+		return NULL;
+	}
+}
+
+static uint64_t *sec_set(struct parse *p)
+{
+	switch (p->sec) {
+	case S_BATON:
+		return &p->baton_set;
+	case S_LISTENER:
+		return &p->cfg->listeners[p->idx].set;
+	case S_PROGRAM:
+		return &p->cfg->programs[p->idx].set;
+	default:
+		return NULL;
+	}
+}
+
+static int valid_name(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n >= CFG_NAME_MAX)
+		return 0;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || *s == '_' || *s == '-' || *s == '.'))
+			return 0;
+	return 1;
+}
+
+/* Parse value for key into the section struct; 0, or -1 with msg. */
+static int set_value(struct parse *p, const struct key *k, void *base,
+		     const char *value, char *msg, size_t msglen)
+{
+	char *dst = (char *)base + k->off;
+	char buf[CFG_STR_MAX * 4];
+	long long ll;
+	uint64_t ms;
+	int b;
+	unsigned mode;
+
+	switch (k->type) {
+	case T_STR:
+	case T_NAME:
+	case T_CMD:
+	case T_ENV:
+	case T_ADDR:
+		if (expand_here(p->here, value, buf, sizeof(buf)) ||
+		    strlen(buf) >= k->size) {
+			snprintf(msg, msglen, "value too long (at most %zu bytes)", k->size - 1);
+			return -1;
+		}
+		if (k->type == T_NAME && !valid_name(buf)) {
+			snprintf(msg, msglen,
+				 "'%s' is not a valid name (1-31 of letters, digits, _ - .)", buf);
+			return -1;
+		}
+		if (k->type == T_ADDR) {
+			struct cfg_listener *l = base;
+			if (addr_parse(buf, &l->addr, msg, msglen))
+				return -1;
+		}
+		if (k->type == T_CMD) {
+			struct cfg_program *pr = base;
+			char **v = config_split_command(buf, msg, msglen);
+			if (!v)
+				return -1;
+			config_free_strv(pr->argv);
+			pr->argv = v;
+		}
+		if (k->type == T_ENV) {
+			struct cfg_program *pr = base;
+			char **v = config_split_env(buf, msg, msglen);
+			if (!v)
+				return -1;
+			config_free_strv(pr->env);
+			pr->env = v;
+		}
+		strcpy(dst, buf);
+		return 0;
+	case T_INT:
+		if (util_parse_int(value, k->min, k->max, &ll)) {
+			snprintf(msg, msglen, "'%s' is not a whole number from %lld to %lld",
+				 value, k->min, k->max);
+			return -1;
+		}
+		*(long long *)dst = ll;
+		return 0;
+	case T_BOOL:
+		if (util_parse_bool(value, &b)) {
+			snprintf(msg, msglen, "'%s' is not yes or no", value);
+			return -1;
+		}
+		*(int *)dst = b;
+		return 0;
+	case T_DUR:
+		if (util_parse_duration(value, &ms) || ms < (uint64_t)k->min ||
+		    ms > (uint64_t)k->max) {
+			char lo[32], hi[32];
+			util_format_duration(k->min, lo, sizeof(lo));
+			util_format_duration(k->max, hi, sizeof(hi));
+			snprintf(msg, msglen,
+				 "'%s' is not a duration from %s to %s (like 500ms, 10s, 2m)",
+				 value, lo, hi);
+			return -1;
+		}
+		*(uint64_t *)dst = ms;
+		return 0;
+	case T_MODE:
+		if (util_parse_mode(value, &mode)) {
+			snprintf(msg, msglen, "'%s' is not an octal file mode like 0660", value);
+			return -1;
+		}
+		*(unsigned *)dst = mode;
+		return 0;
+	case T_SIG:
+		if ((b = config_parse_signal(value)) < 0) {
+			snprintf(msg, msglen,
+				 "'%s' is not one of TERM, INT, QUIT, HUP, USR1, USR2, KILL", value);
+			return -1;
+		}
+		*(int *)dst = b;
+		return 0;
+	case T_RESTART:
+		if (strcmp(value, "always") == 0)
+			*(enum restart_policy *)dst = RESTART_ALWAYS;
+		else if (strcmp(value, "on-failure") == 0)
+			*(enum restart_policy *)dst = RESTART_ON_FAILURE;
+		else if (strcmp(value, "never") == 0)
+			*(enum restart_policy *)dst = RESTART_NEVER;
+		else {
+			snprintf(msg, msglen, "'%s' is not always, on-failure or never", value);
+			return -1;
+		}
+		return 0;
+	case T_LEVEL:
+		if (log_parse_level(value, (enum log_level *)dst)) {
+			snprintf(msg, msglen, "'%s' is not debug, info, warn or error", value);
+			return -1;
+		}
+		return 0;
+	}
+	return -1;
+}
+
+static void apply_defaults(struct parse *p, enum ksec sec, void *base)
+{
+	char msg[256];
+	for (size_t i = 0; i < NKEYS; i++)
+		if (keys[i].sec == sec && keys[i].def &&
+		    set_value(p, &keys[i], base, keys[i].def, msg, sizeof(msg)))
+			fatal("config table: bad default for %s: %s", keys[i].name, msg);
+}
+
+static void *grow(void *arr, int n, size_t elem)
+{
+	char *a = realloc(arr, elem * (n + 1));
+	if (!a)
+		fatal("out of memory");
+	memset(a + elem * n, 0, elem);
+	return a;
+}
+
+/* Called by the reader for each "[...]" line, before inih sees it. */
+static void section_begin(struct parse *p, const char *line)
+{
+	char name[128];
+	const char *end = strchr(line, ']');
+	p->sec = S_NONE;
+	if (!end || (size_t)(end - line - 1) >= sizeof(name))
+		return; /* inih reports the syntax error */
+	memcpy(name, line + 1, end - line - 1);
+	name[end - line - 1] = '\0';
+
+	if (strcmp(name, "baton") == 0) {
+		if (p->baton_seen)
+			add_err(p, p->line, "section [baton] appears twice");
+		p->baton_seen = 1;
+		p->sec = S_BATON;
+		return;
+	}
+	int is_l = strncmp(name, "listener:", 9) == 0;
+	int is_p = strncmp(name, "program:", 8) == 0;
+	if (!is_l && !is_p) {
+		add_err(p, p->line,
+			"unknown section [%s] (want [baton], [listener:NAME] or [program:NAME])",
+			name);
+		return;
+	}
+	const char *n = name + (is_l ? 9 : 8);
+	if (!valid_name(n)) {
+		add_err(p, p->line, "bad section name '%s' (1-31 of letters, digits, _ - .)", n);
+		return;
+	}
+	struct config *c = p->cfg;
+	if (is_l) {
+		for (int i = 0; i < c->nlisteners; i++)
+			if (strcmp(c->listeners[i].name, n) == 0) {
+				add_err(p, p->line, "[listener:%s] already defined at line %d",
+					n, c->listeners[i].line);
+				return;
+			}
+		c->listeners = grow(c->listeners, c->nlisteners, sizeof(*c->listeners));
+		p->idx = c->nlisteners++;
+		p->sec = S_LISTENER;
+		strcpy(c->listeners[p->idx].name, n);
+		c->listeners[p->idx].line = p->line;
+		apply_defaults(p, S_LISTENER, &c->listeners[p->idx]);
+	} else {
+		for (int i = 0; i < c->nprograms; i++)
+			if (strcmp(c->programs[i].name, n) == 0) {
+				add_err(p, p->line, "[program:%s] already defined at line %d",
+					n, c->programs[i].line);
+				return;
+			}
+		c->programs = grow(c->programs, c->nprograms, sizeof(*c->programs));
+		p->idx = c->nprograms++;
+		p->sec = S_PROGRAM;
+		strcpy(c->programs[p->idx].name, n);
+		c->programs[p->idx].line = p->line;
+		apply_defaults(p, S_PROGRAM, &c->programs[p->idx]);
+	}
+}
+
+/* inih reader: whole lines, counted, with section headers seen first. */
+static char *reader(char *str, int num, void *stream)
+{
+	struct parse *p = stream;
+	ssize_t n = getline(&p->buf, &p->cap, p->f);
+	if (n < 0)
+		return NULL;
+	p->line++;
+	if (n >= num - 1) {
+		add_err(p, p->line, "line longer than %d characters", num - 2);
+		strcpy(str, "\n");
+		return str;
+	}
+	memcpy(str, p->buf, n + 1);
+	const char *t = str;
+	while (*t == ' ' || *t == '\t')
+		t++;
+	if (*t == '[')
+		section_begin(p, t);
+	return str;
+}
+
+static int handler(void *user, const char *section, const char *name,
+		   const char *value)
+{
+	struct parse *p = user;
+	char msg[512];
+
+	if (!section[0]) {
+		add_err(p, p->line, "'%s' is outside any section", name);
+		return 1;
+	}
+	if (p->sec == S_NONE)
+		return 1; /* the section itself was reported */
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct key *k = &keys[i];
+		if (k->sec != p->sec || strcmp(k->name, name) != 0)
+			continue;
+		uint64_t *set = sec_set(p);
+		if (*set & (1ull << i)) {
+			add_err(p, p->line,
+				"'%s' is set twice in [%s] (or a value continues on an indented line)",
+				name, section);
+			return 1;
+		}
+		*set |= 1ull << i;
+		if (set_value(p, k, sec_base(p, k->sec), value, msg, sizeof(msg)))
+			add_err(p, p->line, "%s: %s", name, msg);
+		return 1;
+	}
+	add_err(p, p->line, "unknown key '%s' in [%s]", name, section);
+	return 1;
+}
+
+static int key_set(uint64_t set, const char *name, enum ksec sec)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (keys[i].sec == sec && strcmp(keys[i].name, name) == 0)
+			return (set >> i) & 1;
+	return 0;
+}
+
+static void check_required(struct parse *p, enum ksec sec, uint64_t set,
+			   int line, const char *what, const char *name)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (keys[i].sec == sec && !keys[i].def && !((set >> i) & 1))
+			add_err(p, line, "[%s:%s] needs '%s'", what, name, keys[i].name);
+}
+
+static int lookup_owner(const char *spec, char *msg, size_t msglen)
+{
+	char user[CFG_NAME_MAX * 2];
+	snprintf(user, sizeof(user), "%s", spec);
+	char *group = strchr(user, ':');
+	if (group)
+		*group++ = '\0';
+	if (user[0] && !getpwnam(user)) {
+		snprintf(msg, msglen, "no such user '%s'", user);
+		return -1;
+	}
+	if (group && !getgrnam(group)) {
+		snprintf(msg, msglen, "no such group '%s'", group);
+		return -1;
+	}
+	return 0;
+}
+
+static void validate(struct parse *p)
+{
+	struct config *c = p->cfg;
+	char msg[256];
+
+	if (c->baton.control_group[0] && !getgrnam(c->baton.control_group))
+		add_err(p, 1, "control_group: no such group '%s'", c->baton.control_group);
+
+	for (int i = 0; i < c->nlisteners; i++) {
+		struct cfg_listener *l = &c->listeners[i];
+		check_required(p, S_LISTENER, l->set, l->line, "listener", l->name);
+		if (key_set(l->set, "program", S_LISTENER) && !config_program(c, l->program))
+			add_err(p, l->line, "[listener:%s] feeds program '%s', which is not defined",
+				l->name, l->program);
+		if (!key_set(l->set, "address", S_LISTENER))
+			continue;
+		int is_unix = l->addr.kind == ADDR_UNIX;
+		static const char *const tcp_only[] = {
+			"tcp_nodelay", "tcp_keepalive", "tcp_keepidle",
+			"tcp_keepintvl", "tcp_keepcnt", "tcp_user_timeout"};
+		for (size_t k = 0; is_unix && k < sizeof(tcp_only) / sizeof(tcp_only[0]); k++)
+			if (key_set(l->set, tcp_only[k], S_LISTENER))
+				add_err(p, l->line, "[listener:%s] '%s' applies only to TCP listeners",
+					l->name, tcp_only[k]);
+		if (!is_unix && (key_set(l->set, "mode", S_LISTENER) ||
+				 key_set(l->set, "owner", S_LISTENER)))
+			add_err(p, l->line, "[listener:%s] mode and owner apply only to unix listeners",
+				l->name);
+		if (l->owner[0] && lookup_owner(l->owner, msg, sizeof(msg)))
+			add_err(p, l->line, "[listener:%s] owner: %s", l->name, msg);
+		for (int j = 0; j < i; j++) {
+			struct cfg_listener *o = &c->listeners[j];
+			int port = 0;
+			if (l->addr.kind == ADDR_TCP) {
+				const struct sockaddr_in *in = (const void *)&l->addr.ss;
+				port = in->sin_port; /* same offset for v6 */
+			}
+			if (key_set(o->set, "address", S_LISTENER) && o->addr.len == l->addr.len &&
+			    memcmp(&o->addr.ss, &l->addr.ss, l->addr.len) == 0 &&
+			    (l->addr.kind == ADDR_UNIX || port != 0))
+				add_err(p, l->line, "[listener:%s] has the same address as [listener:%s]",
+					l->name, o->name);
+		}
+	}
+	for (int i = 0; i < c->nprograms; i++) {
+		struct cfg_program *pr = &c->programs[i];
+		check_required(p, S_PROGRAM, pr->set, pr->line, "program", pr->name);
+		if (pr->backoff_max < pr->backoff)
+			add_err(p, pr->line, "[program:%s] backoff_max is less than backoff", pr->name);
+		if (pr->user[0] && !getpwnam(pr->user))
+			add_err(p, pr->line, "[program:%s] user: no such user '%s'", pr->name, pr->user);
+	}
+}
+
+int config_load(const char *path, struct config *cfg, char *err, size_t errlen)
+{
+	struct parse p = {.cfg = cfg, .path = path, .err = err, .errlen = errlen};
+
+	memset(cfg, 0, sizeof(*cfg));
+	if (err && errlen)
+		err[0] = '\0';
+	if (strlen(path) >= sizeof(cfg->path)) {
+		add_err(&p, 0, "path too long");
+		return p.nerr;
+	}
+	strcpy(cfg->path, path);
+	p.f = fopen(path, "re");
+	if (!p.f) {
+		add_err(&p, 0, "cannot open: %s", strerror(errno));
+		return p.nerr;
+	}
+	char *abs = realpath(path, NULL);
+	snprintf(p.here, sizeof(p.here), "%s", abs ? abs : path);
+	free(abs);
+	char *slash = strrchr(p.here, '/');
+	if (slash && slash != p.here)
+		*slash = '\0';
+	else if (slash)
+		slash[1] = '\0';
+	else
+		strcpy(p.here, ".");
+
+	p.sec = S_BATON;
+	apply_defaults(&p, S_BATON, &cfg->baton);
+	p.sec = S_NONE;
+	int rc = ini_parse_stream(reader, &p, handler, &p);
+	if (rc > 0 && ferror(p.f) == 0)
+		add_err(&p, rc, "syntax error (want [section] or key = value)");
+	else if (rc < 0 || ferror(p.f))
+		add_err(&p, p.line, "read error");
+	fclose(p.f);
+	free(p.buf);
+	validate(&p);
+	if (p.nerr)
+		config_free(cfg);
+	return p.nerr;
+}
+
+void config_free(struct config *cfg)
+{
+	for (int i = 0; i < cfg->nprograms; i++) {
+		config_free_strv(cfg->programs[i].argv);
+		config_free_strv(cfg->programs[i].env);
+	}
+	free(cfg->programs);
+	free(cfg->listeners);
+	cfg->programs = NULL;
+	cfg->listeners = NULL;
+	cfg->nprograms = cfg->nlisteners = 0;
+}
+
+struct cfg_program *config_program(struct config *cfg, const char *name)
+{
+	for (int i = 0; i < cfg->nprograms; i++)
+		if (strcmp(cfg->programs[i].name, name) == 0)
+			return &cfg->programs[i];
+	return NULL;
+}
+
+static const char *type_name(enum ktype t)
+{
+	static const char *const names[] = {
+		[T_STR] = "string",       [T_NAME] = "name",
+		[T_INT] = "integer",      [T_BOOL] = "boolean",
+		[T_DUR] = "duration",     [T_MODE] = "octal mode",
+		[T_SIG] = "signal",       [T_RESTART] = "policy",
+		[T_LEVEL] = "level",      [T_ADDR] = "address",
+		[T_CMD] = "command",      [T_ENV] = "environment",
+	};
+	return names[t];
+}
+
+void config_reference(FILE *out)
+{
+	static const char *const secs[] = {"[baton]", "[listener:NAME]",
+					   "[program:NAME]"};
+	fprintf(out, "| section | key | type | default | range | meaning |\n");
+	fprintf(out, "|---|---|---|---|---|---|\n");
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct key *k = &keys[i];
+		char range[64] = "";
+		if (k->type == T_INT)
+			snprintf(range, sizeof(range), "%lld–%lld", k->min, k->max);
+		else if (k->type == T_DUR) {
+			char lo[32], hi[32];
+			util_format_duration(k->min, lo, sizeof(lo));
+			util_format_duration(k->max, hi, sizeof(hi));
+			snprintf(range, sizeof(range), "%s–%s", lo, hi);
+		}
+		fprintf(out, "| `%s` | `%s` | %s | %s | %s | %s |\n", secs[k->sec],
+			k->name, type_name(k->type),
+			!k->def ? "**required**" : k->def[0] ? k->def : "(empty)",
+			range, k->help);
+	}
+}

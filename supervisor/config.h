@@ -1,0 +1,103 @@
+/*
+ * The INI configuration.  Every key is declared once in config.c's table
+ * (name, type, bounds, default, help); parsing, validation, `batond -t`
+ * and the README's reference (`batond --config-reference`) all read it.
+ */
+#ifndef BATON_CONFIG_H
+#define BATON_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "log.h"
+#include "util.h"
+
+#define CFG_NAME_MAX 32
+#define CFG_STR_MAX 256
+
+enum restart_policy { RESTART_ALWAYS, RESTART_ON_FAILURE, RESTART_NEVER };
+
+struct cfg_baton {
+	char control[CFG_STR_MAX];
+	unsigned control_mode;
+	char control_group[CFG_NAME_MAX];
+	enum log_level log_level;
+};
+
+struct cfg_listener {
+	char name[CFG_NAME_MAX];
+	int line; /* of the section header, for errors */
+	char address[CFG_STR_MAX];
+	struct addr addr;
+	char program[CFG_NAME_MAX];
+	long long backlog;
+	unsigned mode;
+	char owner[CFG_NAME_MAX * 2];
+	int tcp_nodelay;
+	int tcp_keepalive;
+	uint64_t tcp_keepidle;
+	uint64_t tcp_keepintvl;
+	long long tcp_keepcnt;
+	uint64_t tcp_user_timeout;
+	uint64_t set; /* bit per key (table index) that appeared */
+};
+
+struct cfg_program {
+	char name[CFG_NAME_MAX];
+	int line;
+	char command[CFG_STR_MAX * 4];
+	char **argv; /* parsed command, NULL terminated */
+	long long workers;
+	char directory[CFG_STR_MAX];
+	char environment[CFG_STR_MAX * 4];
+	char **env; /* KEY=VALUE strings, NULL terminated */
+	char user[CFG_NAME_MAX];
+	uint64_t ready_timeout;
+	uint64_t drain_timeout;
+	uint64_t stop_timeout;
+	uint64_t queue_timeout;
+	int stop_signal;
+	enum restart_policy restart;
+	uint64_t backoff;
+	uint64_t backoff_max;
+	long long start_retries;
+	uint64_t start_window;
+	long long capacity;
+	long long upgrade_batch;
+	uint64_t set;
+};
+
+struct config {
+	char path[CFG_STR_MAX];
+	struct cfg_baton baton;
+	struct cfg_listener *listeners;
+	int nlisteners;
+	struct cfg_program *programs;
+	int nprograms;
+};
+
+/*
+ * Load and validate path into cfg.  Every error is appended to err as a
+ * "file:line: message" line (truncated to errlen).  Returns the number of
+ * errors; on a non-zero return cfg holds nothing (it is freed).
+ */
+int config_load(const char *path, struct config *cfg, char *err,
+		size_t errlen);
+void config_free(struct config *cfg);
+
+struct cfg_program *config_program(struct config *cfg, const char *name);
+
+/* Print the key reference as a Markdown table (README, `--config-reference`). */
+void config_reference(FILE *out);
+
+/* Split a command line: words, '...' and "..." quoting, \ escapes. */
+char **config_split_command(const char *s, char *err, size_t errlen);
+/* Parse "K=V,K2=\"v,2\"" into a NULL-terminated KEY=VALUE array. */
+char **config_split_env(const char *s, char *err, size_t errlen);
+void config_free_strv(char **v);
+/* "TERM", "SIGTERM", "15" -> signal number; -1 if unknown. */
+int config_parse_signal(const char *s);
+const char *config_signal_name(int sig);
+
+#endif

@@ -1,0 +1,297 @@
+#include "dispatch.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "batond.h"
+#include "fdpass.h"
+#include "listener.h"
+#include "log.h"
+#include "pool.h"
+#include "util.h"
+
+/* Recycled conns, so the accept path does not call malloc in steady state. */
+#define SPARE_MAX 256
+static struct conn_list spare = TAILQ_HEAD_INITIALIZER(spare);
+static unsigned nspare;
+static uint64_t next_id = 1;
+
+struct conn *dispatch_conn_new(int fd, const char *listener, const char *peer)
+{
+	struct conn *c = TAILQ_FIRST(&spare);
+	if (c) {
+		TAILQ_REMOVE(&spare, c, link);
+		nspare--;
+	} else if (!(c = malloc(sizeof(*c)))) {
+		return NULL;
+	}
+	c->id = next_id++;
+	c->fd = fd;
+	c->accepted_ms = now_ms();
+	snprintf(c->listener, sizeof(c->listener), "%s", listener);
+	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	return c;
+}
+
+void dispatch_conn_free(struct conn *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	if (nspare < SPARE_MAX) {
+		TAILQ_INSERT_HEAD(&spare, c, link);
+		nspare++;
+	} else {
+		free(c);
+	}
+}
+
+uint32_t dispatch_credit(const struct worker *w)
+{
+	if (w->state != WS_RUNNING || w->broken || w->chan < 0)
+		return 0;
+	uint64_t used = (uint64_t)w->queued + w->inflight + w->active;
+	return used < w->capacity ? (uint32_t)(w->capacity - used) : 0;
+}
+
+struct worker *dispatch_pick(struct program *p)
+{
+	struct worker *w, *best = NULL;
+	uint32_t best_credit = 0;
+	TAILQ_FOREACH(w, &p->workers, link) {
+		uint32_t c = dispatch_credit(w);
+		if (c > best_credit) {
+			best = w;
+			best_credit = c;
+		}
+	}
+	return best;
+}
+
+int dispatch_can_take(struct program *p)
+{
+	return TAILQ_EMPTY(&p->queue) && dispatch_pick(p) != NULL;
+}
+
+static void assign(struct worker *w, struct conn *c)
+{
+	TAILQ_INSERT_TAIL(&w->outbox, c, link);
+	w->queued++;
+}
+
+void dispatch_conn(struct program *p, struct conn *c)
+{
+	struct worker *w;
+	p->accepted++;
+	if (TAILQ_EMPTY(&p->queue) && (w = dispatch_pick(p))) {
+		assign(w, c);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&p->queue, c, link);
+	p->nqueued++;
+	if (p->nqueued == 1)
+		dispatch_arm_queue_timer(p);
+}
+
+static void set_listeners_paused(struct program *p, int paused)
+{
+	for (int i = 0; i < p->nlisteners; i++)
+		listener_set_paused(p->listeners[i], paused);
+}
+
+void dispatch_kick(struct program *p)
+{
+	struct conn *c;
+	struct worker *w;
+
+	while ((c = TAILQ_FIRST(&p->queue)) && (w = dispatch_pick(p))) {
+		TAILQ_REMOVE(&p->queue, c, link);
+		p->nqueued--;
+		assign(w, c);
+	}
+	TAILQ_FOREACH(w, &p->workers, link)
+		if (w->queued)
+			dispatch_flush(w);
+	set_listeners_paused(p, batond.shutting_down || !dispatch_can_take(p));
+}
+
+static void write_ready(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	(void)fd;
+	(void)what;
+	dispatch_flush(w);
+}
+
+void dispatch_flush(struct worker *w)
+{
+	uint8_t buf[PROTO_MSG_MAX];
+	int fds[PROTO_CONN_MAX];
+	struct proto_msg msg;
+
+	while (w->queued && !w->broken && w->chan >= 0) {
+		struct conn *c = TAILQ_FIRST(&w->outbox);
+		int n = 0;
+		msg.type = PROTO_CONN;
+		for (; c && n < PROTO_CONN_MAX; c = TAILQ_NEXT(c, link), n++) {
+			struct proto_conn *pc = &msg.u.conn.conns[n];
+			pc->id = c->id;
+			memcpy(pc->listener, c->listener, sizeof(pc->listener));
+			memcpy(pc->peer, c->peer, sizeof(pc->peer));
+			fds[n] = c->fd;
+		}
+		msg.u.conn.count = (uint16_t)n;
+		int len = proto_encode(&msg, buf, sizeof(buf));
+		if (len < 0)
+			fatal("dispatch: cannot encode CONN of %d", n);
+		if (fdpass_send(w->chan, buf, len, fds, n) < 0) {
+			if (errno == EAGAIN || errno == ETOOMANYREFS ||
+			    errno == ENOBUFS) {
+				/* The channel is full: wait until it drains. */
+				if (!w->ev_write)
+					w->ev_write = event_new(batond.base, w->chan, EV_WRITE,
+								write_ready, w);
+				if (w->ev_write) {
+					struct timeval tv = {0, 100000};
+					event_add(w->ev_write, errno == EAGAIN ? NULL : &tv);
+				}
+				return;
+			}
+			pool_fail_worker(w, strerror(errno));
+			return;
+		}
+		for (int i = 0; i < n; i++) {
+			c = TAILQ_FIRST(&w->outbox);
+			TAILQ_REMOVE(&w->outbox, c, link);
+			TAILQ_INSERT_TAIL(&w->unacked, c, link);
+		}
+		w->queued -= n;
+		w->inflight += n;
+		w->handed += n;
+		w->prog->handed += n;
+	}
+}
+
+int dispatch_ack(struct worker *w, const uint64_t *ids, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct conn *c;
+		/* Acks come in order, so the match is almost always the head. */
+		TAILQ_FOREACH(c, &w->unacked, link)
+			if (c->id == ids[i])
+				break;
+		if (!c)
+			return -1;
+		TAILQ_REMOVE(&w->unacked, c, link);
+		dispatch_conn_free(c);
+		w->inflight--;
+		w->active++;
+		w->acked++;
+		w->prog->acked++;
+	}
+	return 0;
+}
+
+int dispatch_done(struct worker *w, int n)
+{
+	if ((uint32_t)n > w->active)
+		return -1;
+	w->active -= n;
+	return 0;
+}
+
+void dispatch_reclaim(struct worker *w, int unacked_too)
+{
+	struct program *p = w->prog;
+	struct conn *c;
+	unsigned n = 0;
+
+	/* Unacked ones were accepted first, so they go in front of the outbox. */
+	while ((c = TAILQ_LAST(&w->outbox, conn_list))) {
+		TAILQ_REMOVE(&w->outbox, c, link);
+		TAILQ_INSERT_HEAD(&p->queue, c, link);
+		w->queued--;
+		p->nqueued++;
+		n++;
+	}
+	while (unacked_too && (c = TAILQ_LAST(&w->unacked, conn_list))) {
+		TAILQ_REMOVE(&w->unacked, c, link);
+		TAILQ_INSERT_HEAD(&p->queue, c, link);
+		w->inflight--;
+		p->nqueued++;
+		p->redispatched++;
+		n++;
+	}
+	if (n) {
+		log_info("requeued connections program=%s slot=%d pid=%d count=%u",
+			 p->cfg.name, w->slot, (int)w->pid, n);
+		dispatch_arm_queue_timer(p);
+	}
+}
+
+unsigned dispatch_drop_queue(struct program *p, const char *why)
+{
+	struct conn *c;
+	unsigned n = 0;
+	while ((c = TAILQ_FIRST(&p->queue))) {
+		TAILQ_REMOVE(&p->queue, c, link);
+		dispatch_conn_free(c);
+		p->nqueued--;
+		p->dropped++;
+		n++;
+	}
+	if (n)
+		log_warn("closed queued connections program=%s count=%u reason=\"%s\"",
+			 p->cfg.name, n, why);
+	return n;
+}
+
+static void queue_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct program *p = arg;
+	struct conn *c, *next;
+	uint64_t now = now_ms();
+	unsigned n = 0;
+	(void)fd;
+	(void)what;
+
+	/* Re-queued conns go to the front, so check the whole queue. */
+	for (c = TAILQ_FIRST(&p->queue); c; c = next) {
+		next = TAILQ_NEXT(c, link);
+		if (c->accepted_ms + p->cfg.queue_timeout > now)
+			continue;
+		TAILQ_REMOVE(&p->queue, c, link);
+		dispatch_conn_free(c);
+		p->nqueued--;
+		p->dropped++;
+		n++;
+	}
+	if (n)
+		log_warn("closed connections no worker could take program=%s count=%u queue_timeout=%llums",
+			 p->cfg.name, n, (unsigned long long)p->cfg.queue_timeout);
+	dispatch_arm_queue_timer(p);
+	dispatch_kick(p);
+}
+
+void dispatch_arm_queue_timer(struct program *p)
+{
+	struct conn *c;
+	uint64_t oldest = UINT64_MAX, now = now_ms();
+
+	if (!p->ev_queue &&
+	    !(p->ev_queue = evtimer_new(batond.base, queue_timeout, p)))
+		fatal("out of memory");
+	TAILQ_FOREACH(c, &p->queue, link)
+		if (c->accepted_ms < oldest)
+			oldest = c->accepted_ms;
+	if (oldest == UINT64_MAX) {
+		evtimer_del(p->ev_queue);
+		return;
+	}
+	uint64_t due = oldest + p->cfg.queue_timeout;
+	uint64_t wait = due > now ? due - now : 0;
+	struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000};
+	evtimer_add(p->ev_queue, &tv);
+}

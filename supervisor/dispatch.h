@@ -1,0 +1,64 @@
+/*
+ * Connection handoff: every accepted connection becomes a struct conn that
+ * the supervisor owns (and keeps its fd) until a worker acknowledges it.
+ * It waits in its program's queue, or in one worker's outbox (chosen, not
+ * yet sent), or in that worker's unacked list (sent, not yet acked).
+ */
+#ifndef BATON_DISPATCH_H
+#define BATON_DISPATCH_H
+
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "proto.h"
+
+struct program;
+struct worker;
+
+struct conn {
+	TAILQ_ENTRY(conn) link;
+	uint64_t id;
+	int fd;
+	uint64_t accepted_ms;
+	char listener[PROTO_LISTENER_MAX];
+	char peer[PROTO_PEER_MAX];
+};
+
+TAILQ_HEAD(conn_list, conn);
+
+/* A new connection owning fd; NULL (fd untouched) when out of memory. */
+struct conn *dispatch_conn_new(int fd, const char *listener, const char *peer);
+/* Close the fd and free (or recycle) the connection. */
+void dispatch_conn_free(struct conn *c);
+
+/* Spare credit of a worker: 0 unless RUNNING. */
+uint32_t dispatch_credit(const struct worker *w);
+/* The RUNNING worker with the most spare credit, or NULL. */
+struct worker *dispatch_pick(struct program *p);
+/* True when a new connection would go straight to a worker. */
+int dispatch_can_take(struct program *p);
+
+/* Hand c to a worker's outbox, or queue it; call dispatch_flush() after. */
+void dispatch_conn(struct program *p, struct conn *c);
+/*
+ * Move queued connections to workers with credit, send every outbox, and
+ * pause or resume the program's listeners to match its credit.
+ */
+void dispatch_kick(struct program *p);
+/* Send a worker's outbox, batching up to PROTO_CONN_MAX fds a message. */
+void dispatch_flush(struct worker *w);
+
+/* Handle ACK / DONE; -1 when the worker names what it does not have. */
+int dispatch_ack(struct worker *w, const uint64_t *ids, int n);
+int dispatch_done(struct worker *w, int n);
+/*
+ * Take back every connection a worker has not acknowledged (it died or
+ * stopped taking work) and put it at the front of its program's queue.
+ */
+void dispatch_reclaim(struct worker *w, int unacked_too);
+/* Close every queued connection (shutdown); returns how many. */
+unsigned dispatch_drop_queue(struct program *p, const char *why);
+/* Arm or re-arm the queue_timeout timer for the queue's oldest entry. */
+void dispatch_arm_queue_timer(struct program *p);
+
+#endif

@@ -1,0 +1,264 @@
+#include "listener.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "batond.h"
+#include "dispatch.h"
+#include "log.h"
+#include "pool.h"
+#include "util.h"
+
+#define ACCEPT_BATCH 64
+#define EMFILE_RETRY_MS 100
+
+/* Is something listening on this unix path?  1 yes, 0 no (stale). */
+static int unix_in_use(const struct sockaddr_un *un)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 1; /* cannot tell: do not remove it */
+	int rc = connect(fd, (const struct sockaddr *)un, sizeof(*un));
+	int err = errno;
+	close(fd);
+	if (rc == 0 || err == EAGAIN || err == EINPROGRESS)
+		return 1;
+	return !(err == ECONNREFUSED || err == ENOENT);
+}
+
+static int unix_prepare(struct listener *l, char *err, size_t errlen)
+{
+	const struct sockaddr_un *un = (const struct sockaddr_un *)&l->cfg.addr.ss;
+	struct stat st;
+
+	if (lstat(un->sun_path, &st) < 0)
+		return errno == ENOENT ? 0 : (snprintf(err, errlen, "%s: %s", un->sun_path, strerror(errno)), -1);
+	if (!S_ISSOCK(st.st_mode)) {
+		snprintf(err, errlen, "%s exists and is not a socket", un->sun_path);
+		return -1;
+	}
+	if (unix_in_use(un)) {
+		snprintf(err, errlen, "%s is in use by another process", un->sun_path);
+		return -1;
+	}
+	if (unlink(un->sun_path) < 0) {
+		snprintf(err, errlen, "cannot remove stale %s: %s", un->sun_path, strerror(errno));
+		return -1;
+	}
+	log_info("removed stale socket file listener=%s path=%s", l->cfg.name, un->sun_path);
+	return 0;
+}
+
+static int unix_finish(struct listener *l, char *err, size_t errlen)
+{
+	const struct sockaddr_un *un = (const struct sockaddr_un *)&l->cfg.addr.ss;
+	struct stat st;
+
+	if (chmod(un->sun_path, l->cfg.mode) < 0) {
+		snprintf(err, errlen, "chmod %s: %s", un->sun_path, strerror(errno));
+		return -1;
+	}
+	if (l->cfg.owner[0]) {
+		char user[sizeof(l->cfg.owner)];
+		uid_t uid = (uid_t)-1;
+		gid_t gid = (gid_t)-1;
+		snprintf(user, sizeof(user), "%s", l->cfg.owner);
+		char *group = strchr(user, ':');
+		if (group)
+			*group++ = '\0';
+		struct passwd *pw = user[0] ? getpwnam(user) : NULL;
+		struct group *gr = group ? getgrnam(group) : NULL;
+		if ((user[0] && !pw) || (group && !gr)) {
+			snprintf(err, errlen, "owner %s: no such user or group", l->cfg.owner);
+			return -1;
+		}
+		if (pw)
+			uid = pw->pw_uid;
+		if (gr)
+			gid = gr->gr_gid;
+		if (chown(un->sun_path, uid, gid) < 0) {
+			snprintf(err, errlen, "chown %s: %s", un->sun_path, strerror(errno));
+			return -1;
+		}
+	}
+	if (stat(un->sun_path, &st) == 0) {
+		l->dev = st.st_dev;
+		l->ino = st.st_ino;
+	}
+	return 0;
+}
+
+static void tcp_options(const struct listener *l, int fd)
+{
+	const struct cfg_listener *c = &l->cfg;
+	int one = 1;
+	if (c->tcp_nodelay)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (c->tcp_keepalive) {
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+		int v;
+		if (c->tcp_keepidle && (v = (int)((c->tcp_keepidle + 999) / 1000)))
+			setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, sizeof(v));
+		if (c->tcp_keepintvl && (v = (int)((c->tcp_keepintvl + 999) / 1000)))
+			setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &v, sizeof(v));
+		if ((v = (int)c->tcp_keepcnt))
+			setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &v, sizeof(v));
+	}
+	if (c->tcp_user_timeout) {
+		unsigned v = (unsigned)c->tcp_user_timeout;
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &v, sizeof(v));
+	}
+}
+
+static void retry_accept(evutil_socket_t fd, short what, void *arg)
+{
+	struct listener *l = arg;
+	(void)fd;
+	(void)what;
+	l->out_of_fds = 0;
+	dispatch_kick(l->prog);
+}
+
+static void accept_ready(evutil_socket_t lfd, short what, void *arg)
+{
+	struct listener *l = arg;
+	struct program *p = l->prog;
+	(void)what;
+
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		if (!dispatch_can_take(p))
+			break;
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		int fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				/* Leave clients in the backlog and retry soon, without spinning. */
+				log_warn("accept paused listener=%s error=\"%s\" retry_ms=%d",
+					 l->cfg.name, strerror(errno), EMFILE_RETRY_MS);
+				l->out_of_fds = 1;
+				listener_set_paused(l, 1);
+				struct timeval tv = {0, EMFILE_RETRY_MS * 1000};
+				evtimer_add(l->ev_retry, &tv);
+				break;
+			}
+			log_error("accept failed listener=%s error=\"%s\"", l->cfg.name,
+				  strerror(errno));
+			break;
+		}
+		char peer[PROTO_PEER_MAX];
+		if (l->cfg.addr.kind == ADDR_TCP) {
+			tcp_options(l, fd);
+			addr_format((struct sockaddr *)&ss, len, peer, sizeof(peer));
+		} else {
+			strcpy(peer, "unix");
+		}
+		struct conn *c = dispatch_conn_new(fd, l->cfg.name, peer);
+		if (!c) {
+			log_error("out of memory, closing new connection listener=%s", l->cfg.name);
+			close(fd);
+			p->dropped++;
+			continue;
+		}
+		l->accepted++;
+		dispatch_conn(p, c);
+	}
+	dispatch_kick(p);
+}
+
+int listener_open(struct listener *l, char *err, size_t errlen)
+{
+	const struct addr *a = &l->cfg.addr;
+	int family = a->ss.ss_family, one = 1;
+
+	l->fd = -1;
+	if (a->kind == ADDR_UNIX && unix_prepare(l, err, errlen) < 0)
+		return -1;
+	int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	if (a->kind == ADDR_TCP)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
+		snprintf(err, errlen, "bind %s: %s", l->cfg.address, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	l->fd = fd;
+	if (a->kind == ADDR_UNIX && unix_finish(l, err, errlen) < 0) {
+		listener_close(l);
+		return -1;
+	}
+	if (listen(fd, (int)l->cfg.backlog) < 0) {
+		snprintf(err, errlen, "listen %s: %s", l->cfg.address, strerror(errno));
+		listener_close(l);
+		return -1;
+	}
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+		addr_format((struct sockaddr *)&ss, len, l->bound, sizeof(l->bound));
+	l->ev = event_new(batond.base, fd, EV_READ | EV_PERSIST, accept_ready, l);
+	l->ev_retry = evtimer_new(batond.base, retry_accept, l);
+	if (!l->ev || !l->ev_retry)
+		fatal("out of memory");
+	l->paused = 1;
+	log_info("listening listener=%s address=%s bound=%s program=%s backlog=%lld",
+		 l->cfg.name, l->cfg.address, l->bound, l->cfg.program, l->cfg.backlog);
+	return 0;
+}
+
+void listener_set_paused(struct listener *l, int paused)
+{
+	if (l->fd < 0)
+		return;
+	paused = paused || l->out_of_fds;
+	if (paused == l->paused)
+		return;
+	l->paused = paused;
+	if (paused)
+		event_del(l->ev);
+	else
+		event_add(l->ev, NULL);
+	log_debug("listener %s listener=%s", paused ? "paused" : "resumed", l->cfg.name);
+}
+
+void listener_close(struct listener *l)
+{
+	if (l->ev)
+		event_free(l->ev);
+	if (l->ev_retry)
+		event_free(l->ev_retry);
+	l->ev = l->ev_retry = NULL;
+	if (l->fd >= 0)
+		close(l->fd);
+	l->fd = -1;
+	if (l->cfg.addr.kind == ADDR_UNIX && l->ino) {
+		const struct sockaddr_un *un = (const struct sockaddr_un *)&l->cfg.addr.ss;
+		struct stat st;
+		/* Only remove the file if it is still ours, not a successor's. */
+		if (lstat(un->sun_path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino)
+			unlink(un->sun_path);
+		l->ino = 0;
+	}
+}

@@ -1,0 +1,35 @@
+/* Listening sockets: bind, accept, and pause while no worker has credit. */
+#ifndef BATON_LISTENER_H
+#define BATON_LISTENER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include "config.h"
+
+struct program;
+
+struct listener {
+	TAILQ_ENTRY(listener) link;
+	struct cfg_listener cfg;
+	struct program *prog;
+	int fd;
+	struct event *ev, *ev_retry;
+	int paused;       /* no credit: not polling */
+	int out_of_fds;   /* EMFILE/ENFILE: waiting on ev_retry */
+	char bound[80];   /* the address actually bound */
+	dev_t dev;        /* unix: the socket file we created */
+	ino_t ino;
+	uint64_t accepted;
+};
+
+/* Bind and listen (not yet polling); 0, or -1 with the reason in err. */
+int listener_open(struct listener *l, char *err, size_t errlen);
+/* Start polling, or stop; cheap when nothing changes. */
+void listener_set_paused(struct listener *l, int paused);
+/* Close; a unix socket file is removed if it is still the one we made. */
+void listener_close(struct listener *l);
+
+#endif

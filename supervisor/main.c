@@ -1,0 +1,253 @@
+/* batond: the supervisor.  Options, start-up, signals and shutdown. */
+#include <errno.h>
+#include <event2/event.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "batond.h"
+#include "config.h"
+#include "listener.h"
+#include "log.h"
+#include "pool.h"
+#include "version.h"
+
+struct batond batond = {
+	.programs = TAILQ_HEAD_INITIALIZER(batond.programs),
+	.listeners = TAILQ_HEAD_INITIALIZER(batond.listeners),
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: batond [-t] [-c FILE] [-l LEVEL]\n"
+		"       batond -V | -h | --config-reference\n"
+		"\n"
+		"  -c, --config FILE   configuration file (default %s)\n"
+		"  -t, --test          check the configuration, print every error, exit 0/1\n"
+		"  -l, --log-level L   override log_level: debug, info, warn, error\n"
+		"  -V, --version       print the version\n"
+		"  -h, --help          this help\n"
+		"      --config-reference  print every config key as a Markdown table\n"
+		"\n"
+		"Signals: TERM/INT drain and exit (twice: stop now), HUP reload (not yet),\n"
+		"USR1 reopen logs (stderr only: nothing to do).\n",
+		BATON_DEFAULT_CONFIG);
+}
+
+void batond_check_exit(void)
+{
+	struct program *p;
+	if (!batond.shutting_down)
+		return;
+	TAILQ_FOREACH(p, &batond.programs, link)
+		if (!TAILQ_EMPTY(&p->workers))
+			return;
+	event_base_loopexit(batond.base, NULL);
+}
+
+static void shutdown_begin(int sig)
+{
+	struct program *p;
+	struct listener *l;
+
+	if (batond.shutting_down) {
+		log_warn("second %s: stopping every worker now", sig == SIGINT ? "SIGINT" : "SIGTERM");
+		TAILQ_FOREACH(p, &batond.programs, link)
+			pool_stop_all(p);
+		return;
+	}
+	log_info("shutting down: draining workers signal=%s",
+		 sig == SIGINT ? "SIGINT" : "SIGTERM");
+	batond.shutting_down = 1;
+	TAILQ_FOREACH(l, &batond.listeners, link)
+		listener_set_paused(l, 1);
+	TAILQ_FOREACH(p, &batond.programs, link) {
+		pool_shutdown(p);
+		dispatch_drop_queue(p, "shutting down");
+	}
+	batond_check_exit();
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	(void)arg;
+	switch (sig) {
+	case SIGCHLD:
+		pool_reap();
+		break;
+	case SIGTERM:
+	case SIGINT:
+		shutdown_begin((int)sig);
+		break;
+	case SIGHUP:
+		log_warn("SIGHUP: configuration reload is not implemented yet; ignored");
+		break;
+	case SIGUSR1:
+		log_info("SIGUSR1: logs go to stderr; nothing to reopen");
+		break;
+	case SIGUSR2:
+		log_warn("SIGUSR2: rolling upgrade is not implemented yet; ignored");
+		break;
+	}
+}
+
+static int check_config(const char *path, struct config *cfg)
+{
+	char err[16384];
+	int n = config_load(path, cfg, err, sizeof(err));
+	if (n) {
+		fputs(err, stderr);
+		fprintf(stderr, "%s: %d error%s\n", path, n, n == 1 ? "" : "s");
+	}
+	return n;
+}
+
+static void setup(struct config *cfg)
+{
+	char err[512];
+
+	for (int i = 0; i < cfg->nprograms; i++) {
+		struct program *p = pool_program_new(&cfg->programs[i]);
+		if (!p)
+			fatal("out of memory");
+		TAILQ_INSERT_TAIL(&batond.programs, p, link);
+	}
+	for (int i = 0; i < cfg->nlisteners; i++) {
+		struct listener *l = calloc(1, sizeof(*l));
+		if (!l)
+			fatal("out of memory");
+		l->cfg = cfg->listeners[i];
+		l->fd = -1;
+		TAILQ_INSERT_TAIL(&batond.listeners, l, link);
+		if (listener_open(l, err, sizeof(err)) < 0) {
+			struct listener *o;
+			TAILQ_FOREACH(o, &batond.listeners, link)
+				listener_close(o);
+			fatal("listener %s: %s", l->cfg.name, err);
+		}
+		struct program *p = pool_find(l->cfg.program);
+		struct listener **ls = realloc(p->listeners, sizeof(*ls) * (p->nlisteners + 1));
+		if (!ls)
+			fatal("out of memory");
+		p->listeners = ls;
+		ls[p->nlisteners++] = l;
+		l->prog = p;
+	}
+}
+
+static void teardown(void)
+{
+	struct listener *l;
+	struct program *p;
+	while ((l = TAILQ_FIRST(&batond.listeners))) {
+		TAILQ_REMOVE(&batond.listeners, l, link);
+		listener_close(l);
+		free(l);
+	}
+	while ((p = TAILQ_FIRST(&batond.programs))) {
+		TAILQ_REMOVE(&batond.programs, p, link);
+		log_info("program totals program=%s accepted=%llu handed=%llu acked=%llu redispatched=%llu dropped=%llu lost_with_worker=%llu restarts=%llu",
+			 p->cfg.name, (unsigned long long)p->accepted,
+			 (unsigned long long)p->handed, (unsigned long long)p->acked,
+			 (unsigned long long)p->redispatched, (unsigned long long)p->dropped,
+			 (unsigned long long)p->lost, (unsigned long long)p->restarts);
+		pool_program_free(p);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"test", no_argument, NULL, 't'},
+		{"log-level", required_argument, NULL, 'l'},
+		{"version", no_argument, NULL, 'V'},
+		{"help", no_argument, NULL, 'h'},
+		{"config-reference", no_argument, NULL, 'R'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *path = BATON_DEFAULT_CONFIG, *level = NULL;
+	int test = 0, c;
+	enum log_level lvl;
+
+	log_init("batond");
+	while ((c = getopt_long(argc, argv, "c:tl:Vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			path = optarg;
+			break;
+		case 't':
+			test = 1;
+			break;
+		case 'l':
+			level = optarg;
+			if (log_parse_level(level, &lvl)) {
+				fprintf(stderr, "batond: bad log level '%s' (debug, info, warn, error)\n", level);
+				return 2;
+			}
+			break;
+		case 'V':
+			printf("batond %s (worker protocol %d)\n", BATON_VERSION, PROTO_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'R':
+			config_reference(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "batond: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+
+	struct config cfg;
+	if (check_config(path, &cfg))
+		return 1;
+	if (test) {
+		printf("%s: ok (%d listener%s, %d program%s)\n", path, cfg.nlisteners,
+		       cfg.nlisteners == 1 ? "" : "s", cfg.nprograms,
+		       cfg.nprograms == 1 ? "" : "s");
+		config_free(&cfg);
+		return 0;
+	}
+	log_set_level(level ? lvl : cfg.baton.log_level);
+
+	signal(SIGPIPE, SIG_IGN);
+	batond.base = event_base_new();
+	if (!batond.base)
+		fatal("cannot create event base");
+	static const int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2};
+	struct event *sev[sizeof(sigs) / sizeof(sigs[0])];
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		sev[i] = evsignal_new(batond.base, sigs[i], on_signal, NULL);
+		if (!sev[i] || evsignal_add(sev[i], NULL) < 0)
+			fatal("cannot handle signal %d", sigs[i]);
+	}
+
+	log_info("starting version=%s config=%s", BATON_VERSION, path);
+	setup(&cfg);
+	struct program *p;
+	TAILQ_FOREACH(p, &batond.programs, link)
+		pool_start(p);
+	pool_reap(); /* children that died before the handler existed */
+
+	event_base_dispatch(batond.base);
+
+	teardown();
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		event_free(sev[i]);
+	event_base_free(batond.base);
+	config_free(&cfg);
+	log_info("stopped");
+	return 0;
+}

@@ -1,0 +1,556 @@
+#include "pool.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "batond.h"
+#include "fdpass.h"
+#include "log.h"
+#include "util.h"
+
+extern char **environ;
+
+static void spawn(struct slot *s);
+
+const char *pool_state_name(enum worker_state s)
+{
+	static const char *const names[] = {"STARTING", "RUNNING", "DRAINING",
+					    "STOPPING"};
+	return names[s];
+}
+
+struct program *pool_program_new(struct cfg_program *cfg)
+{
+	struct program *p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	p->cfg = *cfg;
+	cfg->argv = NULL; /* now ours */
+	cfg->env = NULL;
+	TAILQ_INIT(&p->workers);
+	TAILQ_INIT(&p->queue);
+	p->generation = 1;
+	p->nslots = (int)p->cfg.workers;
+	p->slots = calloc(p->nslots ? p->nslots : 1, sizeof(*p->slots));
+	if (!p->slots) {
+		free(p);
+		return NULL;
+	}
+	for (int i = 0; i < p->nslots; i++) {
+		p->slots[i].prog = p;
+		p->slots[i].index = i;
+		p->slots[i].state = SLOT_STOPPED;
+	}
+	return p;
+}
+
+void pool_program_free(struct program *p)
+{
+	for (int i = 0; i < p->nslots; i++)
+		if (p->slots[i].ev_backoff)
+			event_free(p->slots[i].ev_backoff);
+	if (p->ev_queue)
+		event_free(p->ev_queue);
+	dispatch_drop_queue(p, "shutdown");
+	config_free_strv(p->cfg.argv);
+	config_free_strv(p->cfg.env);
+	free(p->listeners);
+	free(p->slots);
+	free(p);
+}
+
+struct program *pool_find(const char *name)
+{
+	struct program *p;
+	TAILQ_FOREACH(p, &batond.programs, link)
+		if (strcmp(p->cfg.name, name) == 0)
+			return p;
+	return NULL;
+}
+
+int pool_nworkers(const struct program *p)
+{
+	int n = 0;
+	const struct worker *w;
+	TAILQ_FOREACH(w, &p->workers, link)
+		n++;
+	return n;
+}
+
+void pool_start(struct program *p)
+{
+	for (int i = 0; i < p->nslots; i++) {
+		p->slots[i].failures = 0;
+		spawn(&p->slots[i]);
+	}
+}
+
+static void arm_timer(struct worker *w, uint64_t ms)
+{
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	evtimer_add(w->ev_timer, &tv);
+}
+
+static void signal_worker(struct worker *w, int sig)
+{
+	/* The worker leads its own process group: signal what it started too. */
+	if (kill(-w->pid, sig) < 0 && errno == ESRCH)
+		kill(w->pid, sig);
+}
+
+static int send_simple(struct worker *w, uint16_t type)
+{
+	uint8_t buf[PROTO_HDR_SIZE];
+	struct proto_msg m = {.type = type};
+	int len = proto_encode(&m, buf, sizeof(buf));
+	if (w->chan < 0 || len < 0)
+		return -1;
+	return fdpass_send(w->chan, buf, len, NULL, 0);
+}
+
+void pool_stop_worker(struct worker *w)
+{
+	if (w->state == WS_STOPPING)
+		return;
+	int sig = w->prog->cfg.stop_signal;
+	log_info("stopping worker program=%s slot=%d pid=%d signal=%s",
+		 w->prog->cfg.name, w->slot, (int)w->pid, config_signal_name(sig));
+	w->state = WS_STOPPING;
+	dispatch_reclaim(w, 0);
+	signal_worker(w, sig);
+	arm_timer(w, w->prog->cfg.stop_timeout);
+}
+
+void pool_drain_worker(struct worker *w)
+{
+	if (w->state == WS_STARTING) {
+		pool_stop_worker(w);
+		return;
+	}
+	if (w->state != WS_RUNNING)
+		return;
+	w->state = WS_DRAINING;
+	dispatch_reclaim(w, 0);
+	if (send_simple(w, PROTO_DRAIN) < 0 && errno != EAGAIN) {
+		pool_stop_worker(w);
+		return;
+	}
+	/* On EAGAIN the drain timer still bounds how long this can take. */
+	log_info("draining worker program=%s slot=%d pid=%d active=%u",
+		 w->prog->cfg.name, w->slot, (int)w->pid, w->active);
+	arm_timer(w, w->prog->cfg.drain_timeout);
+}
+
+void pool_fail_worker(struct worker *w, const char *why)
+{
+	if (w->broken)
+		return;
+	log_error("worker failed, killing it program=%s slot=%d pid=%d reason=\"%s\"",
+		  w->prog->cfg.name, w->slot, (int)w->pid, why);
+	w->broken = 1;
+	if (w->ev_read)
+		event_del(w->ev_read);
+	if (w->ev_write)
+		event_del(w->ev_write);
+	dispatch_reclaim(w, 0);
+	signal_worker(w, SIGKILL);
+	/* Unacked conns come back when it is reaped: it may hold their fds. */
+	dispatch_kick(w->prog);
+}
+
+static void worker_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	(void)fd;
+	(void)what;
+	switch (w->state) {
+	case WS_STARTING:
+		log_error("worker not ready in time program=%s slot=%d pid=%d ready_timeout=%llums",
+			  w->prog->cfg.name, w->slot, (int)w->pid,
+			  (unsigned long long)w->prog->cfg.ready_timeout);
+		pool_stop_worker(w);
+		break;
+	case WS_DRAINING:
+		log_warn("drain timeout program=%s slot=%d pid=%d active=%u",
+			 w->prog->cfg.name, w->slot, (int)w->pid, w->active);
+		pool_stop_worker(w);
+		break;
+	case WS_STOPPING:
+		log_warn("stop timeout, sending SIGKILL program=%s slot=%d pid=%d",
+			 w->prog->cfg.name, w->slot, (int)w->pid);
+		signal_worker(w, SIGKILL);
+		break;
+	case WS_RUNNING:
+		break;
+	}
+}
+
+static void handle_msg(struct worker *w, const struct proto_msg *m)
+{
+	struct program *p = w->prog;
+	switch (m->type) {
+	case PROTO_READY:
+		if (w->state != WS_STARTING) {
+			if (w->state == WS_RUNNING)
+				pool_fail_worker(w, "READY sent twice");
+			return; /* draining/stopping: irrelevant */
+		}
+		w->capacity = m->u.ready.capacity && m->u.ready.capacity < p->cfg.capacity
+				      ? m->u.ready.capacity
+				      : (uint32_t)p->cfg.capacity;
+		w->state = WS_RUNNING;
+		w->ready_ms = now_ms();
+		evtimer_del(w->ev_timer);
+		log_info("worker ready program=%s slot=%d pid=%d generation=%d capacity=%u startup_ms=%llu",
+			 p->cfg.name, w->slot, (int)w->pid, w->generation, w->capacity,
+			 (unsigned long long)(w->ready_ms - w->started_ms));
+		if (batond.shutting_down)
+			pool_drain_worker(w);
+		dispatch_kick(p);
+		break;
+	case PROTO_ACK:
+		if (dispatch_ack(w, m->u.ids.ids, m->u.ids.count) < 0)
+			pool_fail_worker(w, "ACK of a connection it was not sent");
+		break;
+	case PROTO_DONE:
+		if (dispatch_done(w, m->u.ids.count) < 0) {
+			pool_fail_worker(w, "DONE for more connections than it holds");
+			break;
+		}
+		if (w->state == WS_RUNNING)
+			dispatch_kick(p);
+		break;
+	case PROTO_HEARTBEAT:
+		log_debug("heartbeat program=%s slot=%d pid=%d active=%u reported=%u",
+			  p->cfg.name, w->slot, (int)w->pid, w->active,
+			  m->u.heartbeat.active);
+		break;
+	}
+}
+
+/* Read what the worker sent; max bounds the work done per callback. */
+static void read_channel(struct worker *w, int max)
+{
+	uint8_t buf[PROTO_MSG_MAX + 1];
+	int fds[FDPASS_MAX], nfds;
+	struct proto_msg m;
+	char why[128];
+
+	for (int i = 0; (max < 0 || i < max) && !w->broken && w->chan >= 0; i++) {
+		ssize_t n = fdpass_recv(w->chan, buf, sizeof(buf), fds, &nfds);
+		if (n < 0) {
+			if (errno == EAGAIN)
+				return;
+			if (errno == ECONNRESET) {
+				/* It closed the channel: it may still hold fds. */
+				if (w->ev_read)
+					event_del(w->ev_read);
+				close(w->chan);
+				w->chan = -1;
+				if (w->state != WS_STOPPING)
+					pool_fail_worker(w, "closed its channel");
+				return;
+			}
+			snprintf(why, sizeof(why), "protocol error: %s",
+				 errno == EMSGSIZE ? "message or fds truncated"
+				 : errno == EBADMSG ? "unexpected control message"
+						    : strerror(errno));
+			pool_fail_worker(w, why);
+			return;
+		}
+		enum proto_err e = proto_decode(PROTO_AT_SUPERVISOR, buf, n, nfds, &m);
+		fdpass_close_all(fds, nfds); /* workers never send fds */
+		if (e != PROTO_OK) {
+			snprintf(why, sizeof(why), "protocol error: %s (type %u, %zd bytes, %d fds)",
+				 proto_strerror(e), n >= 2 ? (unsigned)(buf[0] | buf[1] << 8) : 0u,
+				 n, nfds);
+			pool_fail_worker(w, why);
+			return;
+		}
+		handle_msg(w, &m);
+	}
+}
+
+static void channel_readable(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	read_channel(arg, 64);
+}
+
+static void apply_env(char **env)
+{
+	for (char **e = env; e && *e; e++)
+		putenv(*e);
+}
+
+/* In the child: never returns. */
+static void exec_worker(struct program *p, struct slot *s, int gen, int chan)
+{
+	char num[32];
+	sigset_t none;
+
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	for (int sig = 1; sig < NSIG; sig++)
+		signal(sig, SIG_DFL);
+	setpgid(0, 0);
+
+	if (chan == 3) {
+		fcntl(3, F_SETFD, 0);
+	} else if (dup2(chan, 3) < 0) {
+		dprintf(2, "baton: worker %s:%d: dup2: %s\n", p->cfg.name, s->index,
+			strerror(errno));
+		_exit(127);
+	}
+	int null = open("/dev/null", O_RDONLY);
+	if (null >= 0 && null != 0) {
+		dup2(null, 0);
+		if (null > 3)
+			close(null);
+	}
+	close_range(4, ~0U, 0);
+
+	setenv("BATON_FD", "3", 1);
+	setenv("BATON_PROGRAM", p->cfg.name, 1);
+	snprintf(num, sizeof(num), "%d", s->index);
+	setenv("BATON_WORKER", num, 1);
+	snprintf(num, sizeof(num), "%d", gen);
+	setenv("BATON_GENERATION", num, 1);
+	apply_env(p->cfg.env);
+
+	if (p->cfg.directory[0] && chdir(p->cfg.directory) < 0) {
+		dprintf(2, "baton: worker %s:%d: chdir %s: %s\n", p->cfg.name, s->index,
+			p->cfg.directory, strerror(errno));
+		_exit(127);
+	}
+	if (p->cfg.user[0]) {
+		struct passwd *pw = getpwnam(p->cfg.user);
+		if (!pw || initgroups(pw->pw_name, pw->pw_gid) < 0 ||
+		    setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+			dprintf(2, "baton: worker %s:%d: cannot become user %s: %s\n",
+				p->cfg.name, s->index, p->cfg.user,
+				pw ? strerror(errno) : "no such user");
+			_exit(127);
+		}
+		setenv("HOME", pw->pw_dir, 1);
+		setenv("USER", pw->pw_name, 1);
+	}
+	execvp(p->cfg.argv[0], p->cfg.argv);
+	dprintf(2, "baton: worker %s:%d: exec %s: %s\n", p->cfg.name, s->index,
+		p->cfg.argv[0], strerror(errno));
+	_exit(127);
+}
+
+static void backoff_due(evutil_socket_t fd, short what, void *arg)
+{
+	struct slot *s = arg;
+	(void)fd;
+	(void)what;
+	if (s->state == SLOT_BACKOFF && !batond.shutting_down)
+		spawn(s);
+}
+
+static void spawn(struct slot *s)
+{
+	struct program *p = s->prog;
+	struct worker *w = calloc(1, sizeof(*w));
+	int sv[2];
+
+	if (!w || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		log_error("cannot create worker program=%s slot=%d error=\"%s\"",
+			  p->cfg.name, s->index, strerror(errno));
+		free(w);
+		goto retry;
+	}
+	fd_set_nonblock(sv[0]);
+	w->prog = p;
+	w->slot = s->index;
+	w->generation = p->generation;
+	w->chan = sv[0];
+	w->state = WS_STARTING;
+	TAILQ_INIT(&w->outbox);
+	TAILQ_INIT(&w->unacked);
+	w->ev_read = event_new(batond.base, w->chan, EV_READ | EV_PERSIST,
+			       channel_readable, w);
+	w->ev_timer = evtimer_new(batond.base, worker_timer, w);
+	if (!w->ev_read || !w->ev_timer)
+		fatal("out of memory");
+
+	pid_t pid = fork();
+	if (pid < 0) {
+		log_error("fork failed program=%s slot=%d error=\"%s\"", p->cfg.name,
+			  s->index, strerror(errno));
+		close(sv[0]);
+		close(sv[1]);
+		event_free(w->ev_read);
+		event_free(w->ev_timer);
+		free(w);
+		goto retry;
+	}
+	if (pid == 0)
+		exec_worker(p, s, w->generation, sv[1]);
+	close(sv[1]);
+	setpgid(pid, pid); /* also done by the child; whoever runs first wins */
+	w->pid = pid;
+	w->started_ms = now_ms();
+	TAILQ_INSERT_TAIL(&p->workers, w, link);
+	s->state = SLOT_UP;
+	event_add(w->ev_read, NULL);
+	arm_timer(w, p->cfg.ready_timeout);
+	log_info("started worker program=%s slot=%d pid=%d generation=%d",
+		 p->cfg.name, s->index, (int)pid, w->generation);
+	return;
+retry:
+	s->state = SLOT_BACKOFF;
+	if (!s->ev_backoff)
+		s->ev_backoff = evtimer_new(batond.base, backoff_due, s);
+	struct timeval tv = {1, 0};
+	if (s->ev_backoff)
+		evtimer_add(s->ev_backoff, &tv);
+}
+
+static void describe_status(int status, char *buf, size_t size)
+{
+	if (WIFEXITED(status))
+		snprintf(buf, size, "exit=%d", WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(buf, size, "signal=%s", strsignal(WTERMSIG(status)));
+	else
+		snprintf(buf, size, "status=0x%x", status);
+}
+
+/* Decide what a slot does after its worker exited. */
+static void after_exit(struct worker *w, int status)
+{
+	struct program *p = w->prog;
+	struct slot *s = w->slot < p->nslots ? &p->slots[w->slot] : NULL;
+	int failed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	int meant = w->state == WS_DRAINING || w->state == WS_STOPPING;
+	uint64_t up = now_ms() - w->started_ms;
+
+	if (!s || batond.shutting_down)
+		return;
+	if (meant && !w->broken && w->ready_ms) {
+		/* Drained or stopped on purpose: replace it unless told not to. */
+		s->state = SLOT_STOPPED;
+		return;
+	}
+	if (p->cfg.restart == RESTART_NEVER ||
+	    (p->cfg.restart == RESTART_ON_FAILURE && !failed && !w->broken)) {
+		s->state = SLOT_EXITED;
+		return;
+	}
+	if (w->ready_ms && up >= p->cfg.start_window) {
+		s->failures = 0;
+		p->restarts++;
+		spawn(s);
+		return;
+	}
+	s->failures++;
+	if (s->failures > p->cfg.start_retries) {
+		s->state = SLOT_FATAL;
+		log_error("worker slot is FATAL after %d failed starts program=%s slot=%d",
+			  s->failures, p->cfg.name, s->index);
+		return;
+	}
+	uint64_t delay = p->cfg.backoff;
+	for (int i = 1; i < s->failures && delay < p->cfg.backoff_max; i++)
+		delay *= 2;
+	if (delay > p->cfg.backoff_max)
+		delay = p->cfg.backoff_max;
+	log_warn("worker failed to start, retrying program=%s slot=%d failures=%d backoff_ms=%llu",
+		 p->cfg.name, s->index, s->failures, (unsigned long long)delay);
+	s->state = SLOT_BACKOFF;
+	if (!s->ev_backoff && !(s->ev_backoff = evtimer_new(batond.base, backoff_due, s)))
+		fatal("out of memory");
+	struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000};
+	evtimer_add(s->ev_backoff, &tv);
+	p->restarts++;
+}
+
+static void worker_exited(struct worker *w, int status)
+{
+	struct program *p = w->prog;
+	char how[64];
+
+	enum worker_state was = w->state;
+
+	/* Everything it sent before dying is still queued: read it first,
+	 * as a worker that takes no more work. */
+	w->state = WS_STOPPING;
+	if (!w->broken && w->chan >= 0)
+		read_channel(w, -1);
+	describe_status(status, how, sizeof(how));
+	int meant = (was == WS_DRAINING || was == WS_STOPPING) && !w->broken;
+	log_msg(meant ? LOGL_INFO : LOGL_WARN,
+		"worker exited program=%s slot=%d pid=%d %s state=%s unacked=%u active=%u",
+		p->cfg.name, w->slot, (int)w->pid, how, pool_state_name(was),
+		w->inflight, w->active);
+	p->lost += w->active;
+	w->state = was;
+	dispatch_reclaim(w, 1);
+	TAILQ_REMOVE(&p->workers, w, link);
+	if (w->chan >= 0)
+		close(w->chan);
+	event_free(w->ev_read);
+	event_free(w->ev_timer);
+	if (w->ev_write)
+		event_free(w->ev_write);
+	after_exit(w, status);
+	free(w);
+	dispatch_kick(p);
+}
+
+void pool_reap(void)
+{
+	for (;;) {
+		int status;
+		pid_t pid = waitpid(-1, &status, WNOHANG);
+		if (pid <= 0)
+			break;
+		struct program *p;
+		struct worker *w = NULL;
+		TAILQ_FOREACH(p, &batond.programs, link) {
+			TAILQ_FOREACH(w, &p->workers, link)
+				if (w->pid == pid)
+					break;
+			if (w)
+				break;
+		}
+		if (w)
+			worker_exited(w, status);
+		else
+			log_debug("reaped unknown child pid=%d", (int)pid);
+	}
+	batond_check_exit();
+}
+
+void pool_shutdown(struct program *p)
+{
+	struct worker *w, *next;
+	for (int i = 0; i < p->nslots; i++)
+		if (p->slots[i].ev_backoff)
+			evtimer_del(p->slots[i].ev_backoff);
+	for (w = TAILQ_FIRST(&p->workers); w; w = next) {
+		next = TAILQ_NEXT(w, link);
+		pool_drain_worker(w);
+	}
+}
+
+void pool_stop_all(struct program *p)
+{
+	struct worker *w;
+	TAILQ_FOREACH(w, &p->workers, link)
+		pool_stop_worker(w);
+}

@@ -1,0 +1,97 @@
+/*
+ * Programs and their worker processes: spawn with fork+exec and the
+ * channel on fd 3, the ready handshake, restart with backoff, drain and
+ * stop with escalating signals, and the channel's message handling.
+ */
+#ifndef BATON_POOL_H
+#define BATON_POOL_H
+
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "dispatch.h"
+
+enum worker_state {
+	WS_STARTING, /* spawned, waiting for READY */
+	WS_RUNNING,  /* takes connections */
+	WS_DRAINING, /* told to drain: serves what it has, takes nothing new */
+	WS_STOPPING, /* stop signal sent, SIGKILL after stop_timeout */
+};
+
+enum slot_state {
+	SLOT_UP,      /* has a live worker */
+	SLOT_BACKOFF, /* waiting to restart */
+	SLOT_FATAL,   /* too many failed starts */
+	SLOT_EXITED,  /* exited and not restarted by policy */
+	SLOT_STOPPED, /* stopped on purpose */
+};
+
+struct worker {
+	TAILQ_ENTRY(worker) link;
+	struct program *prog;
+	int slot;
+	int generation;
+	pid_t pid;
+	int chan; /* our end of the SEQPACKET channel; -1 once closed */
+	struct event *ev_read, *ev_write, *ev_timer;
+	enum worker_state state;
+	int broken; /* protocol error: killed, its messages ignored */
+	uint32_t capacity;
+	uint32_t queued;   /* conns in outbox */
+	uint32_t inflight; /* conns in unacked */
+	uint32_t active;   /* acked and not done */
+	struct conn_list outbox, unacked;
+	uint64_t started_ms, ready_ms;
+	uint64_t handed, acked;
+};
+
+TAILQ_HEAD(worker_list, worker);
+
+struct slot {
+	struct program *prog;
+	int index;
+	enum slot_state state;
+	int failures; /* failed starts in a row */
+	struct event *ev_backoff;
+};
+
+struct program {
+	TAILQ_ENTRY(program) link;
+	struct cfg_program cfg; /* owns cfg.argv and cfg.env */
+	struct worker_list workers;
+	struct slot *slots;
+	int nslots;
+	int generation;
+	struct conn_list queue;
+	uint32_t nqueued;
+	struct event *ev_queue;
+	struct listener **listeners; /* listeners feeding this program */
+	int nlisteners;
+	uint64_t accepted, handed, acked, redispatched, dropped, lost, restarts;
+};
+
+/* Create a program from its config (takes argv/env); NULL on ENOMEM. */
+struct program *pool_program_new(struct cfg_program *cfg);
+void pool_program_free(struct program *p);
+struct program *pool_find(const char *name);
+/* Start every slot's worker. */
+void pool_start(struct program *p);
+/* Drain every worker (shutdown); STARTING ones are stopped. */
+void pool_shutdown(struct program *p);
+/* Send the stop signal to every worker now (second shutdown signal). */
+void pool_stop_all(struct program *p);
+int pool_nworkers(const struct program *p);
+
+void pool_drain_worker(struct worker *w);
+void pool_stop_worker(struct worker *w);
+/* A protocol error or broken channel: kill it, reclaim when reaped. */
+void pool_fail_worker(struct worker *w, const char *why);
+
+/* Reap exited children; called on SIGCHLD, never blocks. */
+void pool_reap(void);
+
+const char *pool_state_name(enum worker_state s);
+
+#endif

@@ -1,0 +1,7 @@
+#ifndef BATON_VERSION_H
+#define BATON_VERSION_H
+
+#define BATON_VERSION "0.1.0"
+#define BATON_DEFAULT_CONFIG "/etc/baton/baton.ini"
+
+#endif
