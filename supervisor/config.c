@@ -46,11 +46,11 @@ struct key {
 
 static const struct key keys[] = {
 	B("control", T_STR, control, 0, 0, "/run/baton/batond.sock",
-	  "Path of the control socket (for batonctl)."),
+	  "Path of the control socket. Reserved: checked, but not served until batonctl lands."),
 	B("control_mode", T_MODE, control_mode, 0, 0, "0600",
-	  "File mode of the control socket."),
+	  "File mode of the control socket (reserved, as `control`)."),
 	B("control_group", T_STR, control_group, 0, 0, "",
-	  "Group whose members may use read-only control commands."),
+	  "Group allowed read-only control commands (reserved, as `control`)."),
 	B("log_level", T_LEVEL, log_level, 0, 0, "info",
 	  "debug, info, warn or error."),
 

@@ -62,7 +62,9 @@ struct worker *dispatch_pick(struct program *p)
 	uint32_t best_credit = 0;
 	TAILQ_FOREACH(w, &p->workers, link) {
 		uint32_t c = dispatch_credit(w);
-		if (c > best_credit) {
+		/* Equal credit: the one handed fewer so far, so idle workers share. */
+		if (c > best_credit ||
+		    (c && c == best_credit && w->handed < best->handed)) {
 			best = w;
 			best_credit = c;
 		}

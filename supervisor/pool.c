@@ -126,6 +126,7 @@ void pool_stop_worker(struct worker *w)
 	log_info("stopping worker program=%s slot=%d pid=%d signal=%s",
 		 w->prog->cfg.name, w->slot, (int)w->pid, config_signal_name(sig));
 	w->state = WS_STOPPING;
+	w->retiring = 1;
 	dispatch_reclaim(w, 0);
 	signal_worker(w, sig);
 	arm_timer(w, w->prog->cfg.stop_timeout);
@@ -140,6 +141,7 @@ void pool_drain_worker(struct worker *w)
 	if (w->state != WS_RUNNING)
 		return;
 	w->state = WS_DRAINING;
+	w->retiring = 1;
 	dispatch_reclaim(w, 0);
 	if (send_simple(w, PROTO_DRAIN) < 0 && errno != EAGAIN) {
 		pool_stop_worker(w);
@@ -238,6 +240,25 @@ static void handle_msg(struct worker *w, const struct proto_msg *m)
 	}
 }
 
+/*
+ * The worker closed its end, normally because it is exiting.  It takes no
+ * more work; if it has not exited after stop_timeout it is killed (it may
+ * still hold connections, so those are reclaimed only when it is reaped).
+ */
+static void channel_closed(struct worker *w)
+{
+	event_del(w->ev_read);
+	close(w->chan);
+	w->chan = -1;
+	if (w->state == WS_STARTING || w->state == WS_RUNNING) {
+		log_debug("worker closed its channel program=%s slot=%d pid=%d",
+			  w->prog->cfg.name, w->slot, (int)w->pid);
+		w->state = WS_STOPPING;
+		dispatch_reclaim(w, 0);
+		arm_timer(w, w->prog->cfg.stop_timeout);
+	}
+}
+
 /* Read what the worker sent; max bounds the work done per callback. */
 static void read_channel(struct worker *w, int max)
 {
@@ -252,13 +273,7 @@ static void read_channel(struct worker *w, int max)
 			if (errno == EAGAIN)
 				return;
 			if (errno == ECONNRESET) {
-				/* It closed the channel: it may still hold fds. */
-				if (w->ev_read)
-					event_del(w->ev_read);
-				close(w->chan);
-				w->chan = -1;
-				if (w->state != WS_STOPPING)
-					pool_fail_worker(w, "closed its channel");
+				channel_closed(w);
 				return;
 			}
 			snprintf(why, sizeof(why), "protocol error: %s",
@@ -436,12 +451,11 @@ static void after_exit(struct worker *w, int status)
 	struct program *p = w->prog;
 	struct slot *s = w->slot < p->nslots ? &p->slots[w->slot] : NULL;
 	int failed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	int meant = w->state == WS_DRAINING || w->state == WS_STOPPING;
 	uint64_t up = now_ms() - w->started_ms;
 
 	if (!s || batond.shutting_down)
 		return;
-	if (meant && !w->broken && w->ready_ms) {
+	if (w->retiring && !w->broken && w->ready_ms) {
 		/* Drained or stopped on purpose: replace it unless told not to. */
 		s->state = SLOT_STOPPED;
 		return;
@@ -492,8 +506,7 @@ static void worker_exited(struct worker *w, int status)
 	if (!w->broken && w->chan >= 0)
 		read_channel(w, -1);
 	describe_status(status, how, sizeof(how));
-	int meant = (was == WS_DRAINING || was == WS_STOPPING) && !w->broken;
-	log_msg(meant ? LOGL_INFO : LOGL_WARN,
+	log_msg(w->retiring && !w->broken ? LOGL_INFO : LOGL_WARN,
 		"worker exited program=%s slot=%d pid=%d %s state=%s unacked=%u active=%u",
 		p->cfg.name, w->slot, (int)w->pid, how, pool_state_name(was),
 		w->inflight, w->active);

@@ -37,7 +37,8 @@ struct worker {
 	int chan; /* our end of the SEQPACKET channel; -1 once closed */
 	struct event *ev_read, *ev_write, *ev_timer;
 	enum worker_state state;
-	int broken; /* protocol error: killed, its messages ignored */
+	int broken;   /* protocol error: killed, its messages ignored */
+	int retiring; /* we drained or stopped it: do not restart the slot */
 	uint32_t capacity;
 	uint32_t queued;   /* conns in outbox */
 	uint32_t inflight; /* conns in unacked */

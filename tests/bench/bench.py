@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Throughput of baton-http directly (--listen, SO_REUSEPORT) and through
+batond, with a new connection per request and with keep-alive, measured
+with wrk in one run.  Prints the figures and the ratios.
+
+Environment: BATON_BIN (binaries), BENCH_SECONDS (per run, default 5),
+BENCH_CONNS (wrk connections, default 50), BENCH_WORKERS (default 2).
+"""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from harness import Batond, TestDir, bin_path, http_get, wait_until  # noqa: E402
+
+SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
+CONNS = int(os.environ.get("BENCH_CONNS", "50"))
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wrk(port, close):
+    args = ["wrk", "-t2", f"-c{CONNS}", f"-d{SECONDS}s", "--latency"]
+    if close:
+        args += ["-H", "Connection: close"]
+    out = subprocess.run(args + [f"http://127.0.0.1:{port}/"], capture_output=True, text=True,
+                         timeout=SECONDS + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = sum(int(x) for x in m.groups()) if m else 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors += int(m.group(1)) if m else 0
+    return rps, errors
+
+
+def measure(port):
+    return {"new connection per request": wrk(port, True), "keep-alive": wrk(port, False)}
+
+
+def direct():
+    port = free_port()
+    procs = [subprocess.Popen([bin_path("baton-http"), "--listen", f"tcp:127.0.0.1:{port}"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for _ in range(WORKERS)]
+    try:
+        wait_until(lambda: _up(port), 10, "baton-http --listen")
+        return measure(port)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+
+
+def _up(port):
+    try:
+        return http_get(("127.0.0.1", port), timeout=1)[0] == 200
+    except OSError:
+        return False
+
+
+def through_batond():
+    td = TestDir()
+    try:
+        b = Batond(td, f"""
+[baton]
+log_level = warn
+[listener:web]
+address = tcp:127.0.0.1:0
+program = web
+backlog = 4096
+[program:web]
+command = @BIN@/baton-http
+workers = {WORKERS}
+""", args=["-l", "info"], wait_ready=WORKERS)
+        port = b.port("web")
+        res = measure(port)
+        assert b.stop() == 0
+        return res
+    finally:
+        td.cleanup()
+
+
+def main():
+    print(f"baton bench: wrk -t2 -c{CONNS} -d{SECONDS}s, {WORKERS} baton-http workers, "
+          f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
+    d = direct()
+    b = through_batond()
+    print(f"{'mode':<28} {'direct req/s':>14} {'batond req/s':>14} {'ratio':>7} {'errors d/b':>11}")
+    for mode in d:
+        (dr, de), (br, be) = d[mode], b[mode]
+        print(f"{mode:<28} {dr:>14.0f} {br:>14.0f} {br / dr:>7.2f} {de:>5}/{be:<5}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,468 @@
+#!/usr/bin/env python3
+"""Integration tests: real batond, real workers, real clients, over loopback.
+
+Run: BATON_BIN=bin python3 tests/integration/run.py [-k NAME]
+Prints one line per test and a closing "N passed, N failed".
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (BIN, ROOT, Batond, Load, TestDir, bin_path, http_get,  # noqa: E402
+                     pid_alive, read_response, wait_until)
+
+TESTS = []
+
+
+def test(fn):
+    TESTS.append(fn)
+    return fn
+
+
+def web_config(extra_listeners="", workers=2, command="@BIN@/baton-http", program_extra=""):
+    return f"""
+[baton]
+log_level = info
+
+[listener:v4]
+address = tcp:127.0.0.1:0
+program = web
+{extra_listeners}
+[program:web]
+command = {command}
+workers = {workers}
+ready_timeout = 5s
+drain_timeout = 5s
+stop_timeout = 2s
+backoff = 50ms
+{program_extra}
+"""
+
+
+def run(args, **kw):
+    return subprocess.run(args, capture_output=True, text=True, timeout=30, **kw)
+
+
+# ---------------------------------------------------------------- config / CLI
+
+@test
+def config_check_ok_and_flags(td):
+    cfg = td.file("ok.ini", web_config().replace("@BIN@", BIN))
+    r = run([bin_path("batond"), "-t", "-c", cfg])
+    assert r.returncode == 0, r.stderr
+    assert "ok (1 listener, 1 program)" in r.stdout, r.stdout
+    r = run([bin_path("batond"), "-V"])
+    assert r.returncode == 0 and r.stdout.startswith("batond "), r.stdout
+    r = run([bin_path("batond"), "-h"])
+    assert r.returncode == 0 and "usage: batond" in r.stdout
+    r = run([bin_path("batond"), "--bogus"])
+    assert r.returncode == 2 and "usage" in r.stderr, r.stderr
+    r = run([bin_path("batond"), "-c", cfg, "extra"])
+    assert r.returncode == 2 and "unexpected argument" in r.stderr, r.stderr
+    r = run([bin_path("batond"), "-l", "loud", "-c", cfg])
+    assert r.returncode == 2 and "bad log level" in r.stderr, r.stderr
+
+
+@test
+def config_errors_have_file_line(td):
+    bad = td.file("bad.ini", """[baton]
+log_level = chatty
+[listener:a]
+address = tcp:127.0.0.1:99999
+program = web
+[program:web]
+command = /bin/true
+workers = many
+ready_timeout = 10
+stop_signal = SIGFOO
+[program:other]
+unknown_key = 1
+""")
+    for args in (["-t", "-c", bad], ["-c", bad]):
+        r = run([bin_path("batond"), *args])
+        assert r.returncode == 1, (args, r.returncode, r.stderr)
+        for line, word in [(2, "log_level"), (4, "port"), (8, "workers"),
+                           (9, "ready_timeout"), (10, "stop_signal"),
+                           (12, "unknown key"), (11, "needs 'command'")]:
+            assert f"{bad}:{line}: " in r.stderr and word in r.stderr, (line, word, r.stderr)
+        assert "7 errors" in r.stderr, r.stderr
+    r = run([bin_path("batond"), "-t", "-c", os.path.join(td.path, "missing.ini")])
+    assert r.returncode == 1 and "cannot open" in r.stderr, r.stderr
+
+
+@test
+def default_config_checks(td):
+    r = run([bin_path("batond"), "-t", "-c", os.path.join(ROOT, "etc", "baton.ini")])
+    assert r.returncode == 0, r.stderr
+
+
+@test
+def readme_config_reference_matches_key_table(td):
+    ref = run([bin_path("batond"), "--config-reference"]).stdout
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    start = readme.index("<!-- config-reference:start -->\n") + len("<!-- config-reference:start -->\n")
+    end = readme.index("<!-- config-reference:end -->")
+    assert readme[start:end] == ref, "README config reference is stale: regenerate it with batond --config-reference"
+    for line in open(os.path.join(ROOT, "etc", "baton.ini")):
+        key = line.split("=", 1)[0].strip()
+        if "=" in line and not line.lstrip().startswith(";"):
+            assert f"| `{key}` |" in ref, key
+
+
+# ---------------------------------------------------------------- traffic
+
+@test
+def http_through_tcp4_tcp6_unix(td):
+    sock = os.path.join(td.path, "web.sock")
+    b = Batond(td, web_config(f"""
+[listener:v6]
+address = tcp:[::1]:0
+program = web
+
+[listener:unix]
+address = unix:{sock}
+program = web
+mode = 0600
+"""), wait_ready=2)
+    p4, p6 = b.port("v4"), b.port("v6")
+    pids = set(b.ready_pids("web"))
+    for addr, fam in (( ("127.0.0.1", p4), socket.AF_INET), (("::1", p6), socket.AF_INET6), (sock, None)):
+        status, headers, body = http_get(addr, family=fam or socket.AF_UNIX)
+        assert status == 200, status
+        assert int(headers["x-baton-pid"]) in pids, (headers, pids)
+        assert headers["x-baton-generation"] == "1", headers
+        assert body, body
+    assert oct(os.stat(sock).st_mode & 0o777) == "0o600"
+    # curl, a real client, through each listener
+    for args in (["http://127.0.0.1:%d/" % p4], ["-g", "http://[::1]:%d/" % p6],
+                 ["--unix-socket", sock, "http://x/"]):
+        r = run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", *args])
+        assert r.stdout == "200", (args, r.stdout, r.stderr)
+    # keep-alive: two requests on one connection, both answered
+    r = run(["curl", "-sS", "-o", "/dev/null", "-o", "/dev/null", "-w", "%{http_code} %{num_connects}\n",
+             "http://127.0.0.1:%d/" % p4, "http://127.0.0.1:%d/" % p4])
+    assert r.stdout.split("\n")[:2] == ["200 1", "200 0"], r.stdout
+    assert b.stop() == 0
+
+
+@test
+def echo_worker_with_socat(td):
+    b = Batond(td, """
+[listener:echo]
+address = tcp:127.0.0.1:0
+program = echo
+[program:echo]
+command = @BIN@/baton-echo
+workers = 1
+""", wait_ready=1)
+    port = b.port("echo")
+    r = subprocess.run(["socat", "-t", "2", "-", "TCP:127.0.0.1:%d" % port], input=b"ping baton\n",
+                       capture_output=True, timeout=20)
+    assert r.stdout == b"ping baton\n", r
+    assert b.stop() == 0
+
+
+@test
+def python_worker_example(td):
+    b = Batond(td, web_config(command="python3 @ROOT@/worker/examples/http_worker.py", workers=1),
+               wait_ready=1)
+    status, headers, body = http_get(("127.0.0.1", b.port("v4")))
+    assert status == 200 and b"hello from python" in body, (status, body)
+    assert int(headers["x-baton-pid"]) in b.ready_pids("web")
+    assert b.stop() == 0
+
+
+# ---------------------------------------------------------------- promises
+
+@test
+def sigkill_worker_under_load_loses_nothing(td):
+    b = Batond(td, web_config(workers=2), wait_ready=2)
+    port = b.port("v4")
+    before = b.ready_pids("web")
+    load = Load(("127.0.0.1", port), threads=4, max_requests=3000, max_seconds=30)
+    time.sleep(0.5)
+    victim = next(iter(before))
+    os.kill(victim, signal.SIGKILL)
+    b.wait_log(r"worker exited program=web slot=\d+ pid=%d" % victim)
+    b.wait_ready(3)  # the replacement reported ready
+    time.sleep(0.5)
+    ok, errors = load.finish()
+    assert not errors, (len(errors), errors[:5])
+    assert ok >= 100, ok
+    after = b.ready_pids("web")
+    assert victim not in after and len(after) == 2, (before, after)
+    replacement = (set(after) - set(before)).pop()
+    r = http_get(("127.0.0.1", port))
+    assert r[0] == 200
+    print(f"    {ok} requests, 0 errors; worker {victim} killed, replaced by {replacement}")
+    assert b.stop() == 0
+
+
+@test
+def never_ready_worker_gets_no_traffic(td):
+    script = td.file("pick.sh", f"""#!/bin/sh
+if [ "$BATON_WORKER" = 1 ]; then exec {bin_path('baton-http')} --never-ready; fi
+exec {bin_path('baton-http')}
+""", 0o755)
+    b = Batond(td, web_config(command=script, workers=2,
+                              program_extra="ready_timeout = 30s"), wait_ready=1)
+    ready = b.ready_pids("web")
+    assert list(ready.values()) == [0], ready
+    assert len(b.worker_pids()) == 2
+    seen = set()
+    for _ in range(50):
+        status, headers, _ = http_get(("127.0.0.1", b.port("v4")))
+        assert status == 200
+        seen.add(int(headers["x-baton-pid"]))
+    assert seen == set(ready), (seen, ready)
+    assert b.stop() == 0
+
+
+@test
+def not_ready_in_time_is_replaced_then_fatal(td):
+    b = Batond(td, web_config(command="@BIN@/baton-http --never-ready", workers=1,
+                              program_extra="ready_timeout = 200ms\nstart_retries = 2\nbackoff = 20ms"))
+    b.wait_log(r"not ready in time", 10)
+    b.wait_log(r"FATAL after 3 failed starts program=web slot=0", 15)
+    assert "worker ready" not in b.log()
+    assert b.worker_pids() == []
+    # the listener never accepted: a client waits in the kernel backlog
+    s = socket.create_connection(("127.0.0.1", b.port("v4")), timeout=5)
+    s.settimeout(0.5)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    try:
+        data = s.recv(100)
+        assert False, "a request was answered with no ready worker: %r" % data
+    except socket.timeout:
+        pass
+    s.close()
+    assert b.stop() == 0
+
+
+@test
+def crash_loop_backs_off_and_goes_fatal(td):
+    b = Batond(td, web_config(command="@BIN@/baton-http --fail-start", workers=1,
+                              program_extra="start_retries = 3\nbackoff = 20ms\nbackoff_max = 100ms"))
+    m = b.wait_log(r"failed to start, retrying program=web slot=0 failures=(\d+) backoff_ms=(\d+)", 15, 3)
+    delays = [int(x.group(2)) for x in m[:3]]
+    assert delays == [20, 40, 80], delays
+    b.wait_log(r"FATAL after 4 failed starts", 15)
+    assert b.stop() == 0
+
+
+@test
+def restart_policy_never_and_on_failure(td):
+    for policy, code, restarted in (("never", 1, False), ("on-failure", 0, False), ("on-failure", 1, True),
+                                    ("always", 0, True)):
+        sub = TestDir()
+        try:
+            script = sub.file("w.sh", f"""#!/bin/sh
+[ -e {sub.path}/ran ] && exec {bin_path('baton-http')}
+touch {sub.path}/ran
+exec python3 -c 'import socket,struct,time,sys; s=socket.socket(fileno=3); s.send(struct.pack("<HHIII",100,1,16,0,0)); time.sleep(1.2); sys.exit({code})'
+""", 0o755)
+            b = Batond(sub, web_config(command=script, workers=1,
+                                       program_extra=f"restart = {policy}\nstart_window = 500ms"), wait_ready=1)
+            b.wait_log(r"worker exited program=web", 10)
+            time.sleep(0.5)
+            n_ready = len(b.wait_log(r"worker ready", 1))
+            if restarted:
+                b.wait_ready(2)
+            else:
+                assert n_ready == 1 and b.worker_pids() == [], (policy, code, b.tail())
+            assert b.stop() == 0
+        finally:
+            sub.cleanup()
+
+
+@test
+def sigterm_drains_open_connections_then_exits(td):
+    sock = os.path.join(td.path, "echo.sock")
+    b = Batond(td, f"""
+[listener:echo]
+address = unix:{sock}
+program = echo
+[program:echo]
+command = @BIN@/baton-echo
+workers = 2
+drain_timeout = 10s
+""", wait_ready=2)
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(5)
+    s.connect(sock)
+    s.sendall(b"one")
+    assert s.recv(10) == b"one"
+    workers = b.worker_pids()
+    b.signal(signal.SIGTERM)
+    b.wait_log(r"shutting down")
+    time.sleep(0.3)
+    s.sendall(b"two")  # still served by its draining worker
+    assert s.recv(10) == b"two"
+    assert b.proc.poll() is None
+    s.close()
+    assert b.proc.wait(10) == 0, b.tail()
+    assert not os.path.exists(sock)
+    for p in workers:
+        assert not pid_alive(p), p
+    assert "program totals program=echo accepted=1 handed=1 acked=1 redispatched=0 dropped=0" in b.log(), b.tail()
+
+
+@test
+def drain_timeout_then_stop_then_kill(td):
+    script = td.file("stubborn.sh", f"""#!/bin/sh
+trap '' TERM
+exec {bin_path('baton-echo')}
+""", 0o755)
+    b = Batond(td, f"""
+[listener:echo]
+address = tcp:127.0.0.1:0
+program = echo
+[program:echo]
+command = {script}
+drain_timeout = 300ms
+stop_timeout = 300ms
+""", wait_ready=1)
+    s = socket.create_connection(("127.0.0.1", b.port("echo")), timeout=5)
+    s.sendall(b"x")
+    assert s.recv(1) == b"x"
+    b.signal(signal.SIGTERM)
+    b.wait_log(r"drain timeout", 5)
+    b.wait_log(r"stop timeout, sending SIGKILL", 5)
+    assert b.proc.wait(10) == 0
+    s.close()
+
+
+@test
+def unix_socket_stale_replaced_live_refused(td):
+    path = os.path.join(td.path, "s.sock")
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(path)
+    stale.close()  # file stays, nobody listens
+    cfg = web_config(f"""
+[listener:unix]
+address = unix:{path}
+program = web
+""", workers=1)
+    b = Batond(td, cfg, wait_ready=1)
+    assert "removed stale socket file" in b.log()
+    assert http_get(path)[0] == 200
+    # a second batond on the same path is refused while the first lives
+    sub = TestDir()
+    try:
+        b2 = Batond(sub, cfg, expect_fail=True)
+        assert b2.proc.wait(10) == 1
+        assert "in use by another process" in b2.log(), b2.log()
+    finally:
+        sub.cleanup()
+    assert http_get(path)[0] == 200  # the first one's socket is intact
+    assert b.stop() == 0
+    assert not os.path.exists(path)
+    # a path that is not a socket is never removed
+    with open(path, "w") as f:
+        f.write("data")
+    b3 = Batond(td, cfg, expect_fail=True)
+    assert b3.proc.wait(10) == 1 and "not a socket" in b3.log()
+    assert open(path).read() == "data"
+
+
+@test
+def worker_environment_and_fds(td):
+    out = os.path.join(td.path, "env.txt")
+    script = td.file("probe.py", f"""
+import os, socket, struct, time
+fds = sorted(int(x) for x in os.listdir('/proc/self/fd'))
+with open({out!r} + '.' + os.environ['BATON_WORKER'], 'w') as f:
+    f.write(repr(dict(fds=fds, cwd=os.getcwd(), env={{k: v for k, v in os.environ.items()
+            if k.startswith('BATON_') or k == 'EXTRA'}}, pgid=os.getpgid(0), pid=os.getpid())))
+s = socket.socket(fileno=3)
+s.send(struct.pack('<HHIII', 100, 1, 16, 0, 0))
+while s.recv(4096): pass
+""")
+    os.mkdir(os.path.join(td.path, "wd"))
+    b = Batond(td, web_config(command=f"python3 {script}", workers=2,
+                              program_extra=f'directory = {td.path}/wd\nenvironment = EXTRA="a,b",OTHER=1'),
+               wait_ready=2)
+    for slot in (0, 1):
+        d = eval(open(f"{out}.{slot}").read())
+        # python itself opens the listing fd (4) while listing; nothing else
+        assert d["fds"][:4] == [0, 1, 2, 3] and len(d["fds"]) <= 5, d
+        assert d["cwd"] == os.path.join(td.path, "wd"), d
+        assert d["env"]["BATON_FD"] == "3" and d["env"]["BATON_PROGRAM"] == "web", d
+        assert d["env"]["BATON_WORKER"] == str(slot) and d["env"]["BATON_GENERATION"] == "1", d
+        assert d["env"]["EXTRA"] == "a,b", d
+        assert d["pgid"] == d["pid"], d  # its own process group
+    assert b.stop() == 0
+
+
+@test
+def misbehaving_worker_is_killed_supervisor_survives(td):
+    bad = td.file("bad.py", """
+import socket, struct, sys, time
+s = socket.socket(fileno=3)
+mode = sys.argv[1]
+if mode == 'garbage':
+    s.send(b'\\xff' * 5)
+elif mode == 'version':
+    s.send(struct.pack('<HHIII', 100, 9, 16, 0, 0))
+elif mode == 'type':
+    s.send(struct.pack('<HHI', 77, 1, 8))
+elif mode == 'fds':
+    r, w = __import__('os').pipe()
+    socket.send_fds(s, [struct.pack('<HHIII', 100, 1, 16, 0, 0)], [r])
+elif mode == 'ack':
+    s.send(struct.pack('<HHIII', 100, 1, 16, 0, 0))
+    s.send(struct.pack('<HHIHHIQ', 101, 1, 24, 1, 0, 0, 424242))
+time.sleep(30)
+""")
+    cfg = web_config(workers=1)
+    for i, mode in enumerate(("garbage", "version", "type", "fds", "ack")):
+        cfg += f"""
+[program:bad{i}]
+command = python3 {bad} {mode}
+start_retries = 0
+backoff = 10ms
+"""
+    b = Batond(td, cfg, wait_ready=1)
+    for i in range(5):
+        b.wait_log(r"worker failed, killing it program=bad%d slot=0 pid=\d+ reason=\"[^\"]+\"" % i, 10)
+    log = b.log()
+    for word in ("shorter than header", "unsupported protocol version", "unknown or unexpected",
+                 "fd count does not match", "ACK of a connection"):
+        assert word in log, (word, b.tail())
+    for _ in range(10):
+        assert http_get(("127.0.0.1", b.port("v4")))[0] == 200
+    assert b.proc.poll() is None
+    assert b.stop() == 0
+
+
+def main():
+    only = sys.argv[sys.argv.index("-k") + 1] if "-k" in sys.argv else None
+    passed = failed = 0
+    for fn in TESTS:
+        if only and only not in fn.__name__:
+            continue
+        td = TestDir()
+        t0 = time.monotonic()
+        try:
+            fn(td)
+            passed += 1
+            print(f"ok   {fn.__name__} ({time.monotonic() - t0:.1f}s)", flush=True)
+        except Exception:
+            failed += 1
+            print(f"FAIL {fn.__name__} ({time.monotonic() - t0:.1f}s)", flush=True)
+            traceback.print_exc()
+            for b in td.procs:
+                print("---- batond log tail:\n" + b.tail(30))
+        finally:
+            td.cleanup()
+    print(f"integration: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
