@@ -76,7 +76,7 @@ $(B)/baton-echo: $(O)/worker/echo.o $(LIBBATON)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS_EV)
 
 # Unit tests link everything but main(), so any module can be tested.
-$(O)/tests/%: $(O)/tests/unit/%.o $(SUP_OBJ) $(LIBBATON)
+$(O)/tests/%: $(O)/tests/unit/%.o $(O)/tests/unit/stub_batond.o $(SUP_OBJ) $(LIBBATON)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS_CMOCKA) $(LDLIBS_EV) $(LDLIBS_INI)
 

@@ -58,6 +58,8 @@ static void vlog(enum log_level level, const char *fmt, va_list ap)
 			 names[level]);
 	if (n < 0)
 		n = 0;
+	if ((size_t)n > sizeof(line) - 2)
+		n = sizeof(line) - 2;
 	int m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
 	if (m < 0)
 		m = 0;

@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <grp.h>
 #include <ini.h>
@@ -120,9 +121,10 @@ struct parse {
 	char *buf;
 	size_t cap;
 	int line;
+	int prev_key; /* as inih's prev_name: an indented line continues a value */
 	enum ksec sec;
 	int idx; /* index into listeners/programs */
-	uint64_t baton_set;
+	uint64_t baton_set, baton_bad;
 	int baton_seen;
 	char *err;
 	size_t errlen, errused;
@@ -365,6 +367,20 @@ static uint64_t *sec_set(struct parse *p)
 	}
 }
 
+static uint64_t *sec_bad(struct parse *p)
+{
+	switch (p->sec) {
+	case S_BATON:
+		return &p->baton_bad;
+	case S_LISTENER:
+		return &p->cfg->listeners[p->idx].bad;
+	case S_PROGRAM:
+		return &p->cfg->programs[p->idx].bad;
+	default:
+		return NULL;
+	}
+}
+
 static int valid_name(const char *s)
 {
 	size_t n = strlen(s);
@@ -510,35 +526,40 @@ static void *grow(void *arr, int n, size_t elem)
 	return a;
 }
 
-/* Called by the reader for each "[...]" line, before inih sees it. */
-static void section_begin(struct parse *p, const char *line)
+/*
+ * Called by the reader for each "[...]" line, before inih sees it, with the
+ * text between the brackets (not NUL terminated: the line goes on).
+ */
+static void section_begin(struct parse *p, const char *name, size_t len)
 {
-	char name[128];
-	const char *end = strchr(line, ']');
+	char n[CFG_NAME_MAX];
 	p->sec = S_NONE;
-	if (!end || (size_t)(end - line - 1) >= sizeof(name))
-		return; /* inih reports the syntax error */
-	memcpy(name, line + 1, end - line - 1);
-	name[end - line - 1] = '\0';
 
-	if (strcmp(name, "baton") == 0) {
+	if (len == 5 && memcmp(name, "baton", 5) == 0) {
 		if (p->baton_seen)
 			add_err(p, p->line, "section [baton] appears twice");
 		p->baton_seen = 1;
 		p->sec = S_BATON;
 		return;
 	}
-	int is_l = strncmp(name, "listener:", 9) == 0;
-	int is_p = strncmp(name, "program:", 8) == 0;
+	int is_l = len >= 9 && memcmp(name, "listener:", 9) == 0;
+	int is_p = len >= 8 && memcmp(name, "program:", 8) == 0;
 	if (!is_l && !is_p) {
 		add_err(p, p->line,
-			"unknown section [%s] (want [baton], [listener:NAME] or [program:NAME])",
-			name);
+			"unknown section [%.*s] (want [baton], [listener:NAME] or [program:NAME])",
+			(int)len, name);
 		return;
 	}
-	const char *n = name + (is_l ? 9 : 8);
-	if (!valid_name(n)) {
-		add_err(p, p->line, "bad section name '%s' (1-31 of letters, digits, _ - .)", n);
+	const char *rest = name + (is_l ? 9 : 8);
+	size_t rlen = len - (size_t)(is_l ? 9 : 8);
+	if (rlen < sizeof(n)) {
+		memcpy(n, rest, rlen);
+		n[rlen] = '\0';
+	}
+	if (rlen >= sizeof(n) || !valid_name(n)) {
+		add_err(p, p->line,
+			"bad section name '%.*s%s' (1-31 of letters, digits, _ - .)",
+			(int)(rlen > 40 ? 40 : rlen), rest, rlen > 40 ? "..." : "");
 		return;
 	}
 	struct config *c = p->cfg;
@@ -571,25 +592,77 @@ static void section_begin(struct parse *p, const char *line)
 	}
 }
 
-/* inih reader: whole lines, counted, with section headers seen first. */
+/* As inih's: the first of chars, or an inline comment (" ;"), or the end. */
+static const char *find_chars_or_comment(const char *s, const char *chars)
+{
+	int was_space = 0;
+	while (*s && (!chars || !strchr(chars, *s)) && !(was_space && *s == ';')) {
+		was_space = isspace((unsigned char)*s);
+		s++;
+	}
+	return s;
+}
+
+/*
+ * inih reader: whole lines, counted, with section headers seen first.
+ * It sorts each line as inih will (blank, comment, continuation, section,
+ * key = value) and reports the lines inih would refuse itself: inih stops
+ * at, or returns only, the first of those.  A line reported here reaches
+ * inih blank, so inih cannot report it again.
+ */
 static char *reader(char *str, int num, void *stream)
 {
+	static const char bom[] = "\xEF\xBB\xBF";
 	struct parse *p = stream;
 	ssize_t n = getline(&p->buf, &p->cap, p->f);
 	if (n < 0)
 		return NULL;
 	p->line++;
-	if (n >= num - 1) {
+	const char *s = p->buf;
+	size_t len = (size_t)n;
+	/* A UTF-8 byte order mark: inih would skip it, but so must we. */
+	if (p->line == 1 && len >= 3 && memcmp(s, bom, 3) == 0) {
+		s += 3;
+		len -= 3;
+	}
+	if (len && s[len - 1] == '\n')
+		len--;
+	if (len && s[len - 1] == '\r')
+		len--;
+	/* The line, '\n' and '\0' must fit in num bytes. */
+	if (num < 2 || len > (size_t)num - 2) {
 		add_err(p, p->line, "line longer than %d characters", num - 2);
 		strcpy(str, "\n");
 		return str;
 	}
-	memcpy(str, p->buf, n + 1);
+	memcpy(str, s, len);
+	str[len] = '\n';
+	str[len + 1] = '\0';
+
 	const char *t = str;
-	while (*t == ' ' || *t == '\t')
+	while (isspace((unsigned char)*t))
 		t++;
-	if (*t == '[')
-		section_begin(p, t);
+	if (!*t || *t == ';' || *t == '#')
+		return str; /* blank or comment */
+	if (p->prev_key && t > str)
+		return str; /* continues the previous value (the handler says so) */
+	if (*t == '[') {
+		const char *end = find_chars_or_comment(t + 1, "]");
+		if (*end == ']') {
+			section_begin(p, t + 1, (size_t)(end - t - 1));
+			p->prev_key = 0;
+			return str;
+		}
+		add_err(p, p->line, "syntax error: no ']' after the section name");
+	} else {
+		const char *end = find_chars_or_comment(t, "=:");
+		if (*end == '=' || *end == ':') {
+			p->prev_key = end > t; /* inih keeps no empty name */
+			return str;
+		}
+		add_err(p, p->line, "syntax error: expected 'key = value'");
+	}
+	strcpy(str, "\n");
 	return str;
 }
 
@@ -617,8 +690,12 @@ static int handler(void *user, const char *section, const char *name,
 			return 1;
 		}
 		*set |= 1ull << i;
-		if (set_value(p, k, sec_base(p, k->sec), value, msg, sizeof(msg)))
+		if (k->sec == S_BATON && strcmp(k->name, "control_group") == 0)
+			p->cfg->baton.control_group_line = p->line;
+		if (set_value(p, k, sec_base(p, k->sec), value, msg, sizeof(msg))) {
+			*sec_bad(p) |= 1ull << i;
 			add_err(p, p->line, "%s: %s", name, msg);
+		}
 		return 1;
 	}
 	add_err(p, p->line, "unknown key '%s' in [%s]", name, section);
@@ -665,15 +742,20 @@ static void validate(struct parse *p)
 	char msg[256];
 
 	if (c->baton.control_group[0] && !getgrnam(c->baton.control_group))
-		add_err(p, 1, "control_group: no such group '%s'", c->baton.control_group);
+		add_err(p, c->baton.control_group_line,
+			"control_group: no such group '%s'", c->baton.control_group);
 
+	/* Keys whose value was rejected were reported: check only the good. */
 	for (int i = 0; i < c->nlisteners; i++) {
 		struct cfg_listener *l = &c->listeners[i];
+		uint64_t good = l->set & ~l->bad;
 		check_required(p, S_LISTENER, l->set, l->line, "listener", l->name);
-		if (key_set(l->set, "program", S_LISTENER) && !config_program(c, l->program))
+		if (key_set(good, "program", S_LISTENER) && !config_program(c, l->program))
 			add_err(p, l->line, "[listener:%s] feeds program '%s', which is not defined",
 				l->name, l->program);
-		if (!key_set(l->set, "address", S_LISTENER))
+		if (l->owner[0] && lookup_owner(l->owner, msg, sizeof(msg)))
+			add_err(p, l->line, "[listener:%s] owner: %s", l->name, msg);
+		if (!key_set(good, "address", S_LISTENER))
 			continue;
 		int is_unix = l->addr.kind == ADDR_UNIX;
 		static const char *const tcp_only[] = {
@@ -687,8 +769,6 @@ static void validate(struct parse *p)
 				 key_set(l->set, "owner", S_LISTENER)))
 			add_err(p, l->line, "[listener:%s] mode and owner apply only to unix listeners",
 				l->name);
-		if (l->owner[0] && lookup_owner(l->owner, msg, sizeof(msg)))
-			add_err(p, l->line, "[listener:%s] owner: %s", l->name, msg);
 		for (int j = 0; j < i; j++) {
 			struct cfg_listener *o = &c->listeners[j];
 			int port = 0;
@@ -696,7 +776,8 @@ static void validate(struct parse *p)
 				const struct sockaddr_in *in = (const void *)&l->addr.ss;
 				port = in->sin_port; /* same offset for v6 */
 			}
-			if (key_set(o->set, "address", S_LISTENER) && o->addr.len == l->addr.len &&
+			if (key_set(o->set & ~o->bad, "address", S_LISTENER) &&
+			    o->addr.len == l->addr.len &&
 			    memcmp(&o->addr.ss, &l->addr.ss, l->addr.len) == 0 &&
 			    (l->addr.kind == ADDR_UNIX || port != 0))
 				add_err(p, l->line, "[listener:%s] has the same address as [listener:%s]",
@@ -745,6 +826,8 @@ int config_load(const char *path, struct config *cfg, char *err, size_t errlen)
 	apply_defaults(&p, S_BATON, &cfg->baton);
 	p.sec = S_NONE;
 	int rc = ini_parse_stream(reader, &p, handler, &p);
+	/* The reader reported (and blanked) every line inih refuses, and the
+	 * handler never fails, so rc > 0 means inih and reader() disagree. */
 	if (rc > 0 && ferror(p.f) == 0)
 		add_err(&p, rc, "syntax error (want [section] or key = value)");
 	else if (rc < 0 || ferror(p.f))

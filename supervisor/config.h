@@ -22,6 +22,7 @@ struct cfg_baton {
 	char control[CFG_STR_MAX];
 	unsigned control_mode;
 	char control_group[CFG_NAME_MAX];
+	int control_group_line; /* of the control_group key, for errors */
 	enum log_level log_level;
 };
 
@@ -41,6 +42,7 @@ struct cfg_listener {
 	long long tcp_keepcnt;
 	uint64_t tcp_user_timeout;
 	uint64_t set; /* bit per key (table index) that appeared */
+	uint64_t bad; /* bit per key whose value was rejected */
 };
 
 struct cfg_program {
@@ -66,6 +68,7 @@ struct cfg_program {
 	long long capacity;
 	long long upgrade_batch;
 	uint64_t set;
+	uint64_t bad;
 };
 
 struct config {

@@ -149,15 +149,29 @@ void dispatch_flush(struct worker *w)
 		if (len < 0)
 			fatal("dispatch: cannot encode CONN of %d", n);
 		if (fdpass_send(w->chan, buf, len, fds, n) < 0) {
-			if (errno == EAGAIN || errno == ETOOMANYREFS ||
-			    errno == ENOBUFS) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
 				/* The channel is full: wait until it drains. */
 				if (!w->ev_write)
 					w->ev_write = event_new(batond.base, w->chan, EV_WRITE,
 								write_ready, w);
-				if (w->ev_write) {
-					struct timeval tv = {0, 100000};
-					event_add(w->ev_write, errno == EAGAIN ? NULL : &tv);
+				if (w->ev_write)
+					event_add(w->ev_write, NULL);
+				return;
+			}
+			if (errno == ETOOMANYREFS || errno == ENOBUFS) {
+				/*
+				 * Too many fds in flight (RLIMIT_NOFILE applies to
+				 * fds queued on sockets) or no kernel memory: the
+				 * socket is writable, so EV_WRITE would spin.
+				 * Retry on a timer; the fds stay in the outbox.
+				 */
+				struct timeval tv = {0, 100000};
+				if (!w->ev_retry)
+					w->ev_retry = evtimer_new(batond.base, write_ready, w);
+				if (w->ev_retry && !evtimer_pending(w->ev_retry, NULL)) {
+					log_warn("fd handoff deferred program=%s slot=%d pid=%d reason=\"%s\" retry_ms=100",
+						 w->prog->cfg.name, w->slot, (int)w->pid, strerror(errno));
+					evtimer_add(w->ev_retry, &tv);
 				}
 				return;
 			}

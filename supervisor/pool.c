@@ -164,6 +164,8 @@ void pool_fail_worker(struct worker *w, const char *why)
 		event_del(w->ev_read);
 	if (w->ev_write)
 		event_del(w->ev_write);
+	if (w->ev_retry)
+		event_del(w->ev_retry);
 	dispatch_reclaim(w, 0);
 	signal_worker(w, SIGKILL);
 	/* Unacked conns come back when it is reaped: it may hold their fds. */
@@ -520,6 +522,8 @@ static void worker_exited(struct worker *w, int status)
 	event_free(w->ev_timer);
 	if (w->ev_write)
 		event_free(w->ev_write);
+	if (w->ev_retry)
+		event_free(w->ev_retry);
 	after_exit(w, status);
 	free(w);
 	dispatch_kick(p);

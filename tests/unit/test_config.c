@@ -24,10 +24,6 @@
 #include "batond.h"
 #include "config.h"
 
-/* main.c is not linked: the supervisor objects need these. */
-struct batond batond;
-void batond_check_exit(void) {}
-
 #define ERRLEN 8192
 
 struct ctx {
@@ -577,7 +573,7 @@ static const struct bad bad_cases[] = {
 	{"unknown owner user", ULIS "owner = baton_no_such_user\n" PROG, 1, 1, "no such user"},
 	{"unknown owner group", ULIS "owner = root:baton_no_such_group\n" PROG, 1, 1,
 	 "no such group 'baton_no_such_group'"},
-	{"unknown control_group", "[baton]\ncontrol_group = baton_no_such_group\n", 1, 1,
+	{"unknown control_group", "[baton]\ncontrol_group = baton_no_such_group\n", 1, 2,
 	 "no such group"},
 };
 #pragma GCC diagnostic pop
@@ -682,20 +678,36 @@ static void test_long_line_limit(void **state)
 	assert_int_equal(sscanf(m, "longer than %d", &limit), 1);
 	assert_true(limit > 100 && limit < 300);
 
-	/* A comment line of exactly `limit` characters, then one more. */
+	/* A comment line of exactly `limit` characters (its '\n' not counted),
+	 * also with a Windows line end, then one more character. */
 	memset(pad, 'x', sizeof(pad));
 	snprintf(text, sizeof(text), "#%.*s\n", limit - 1, pad);
 	int n = load(c, text);
-	/* BUG: config.c reader() rejects a line of exactly `limit` (198)
-	 * characters plus its newline, while the message says only lines
-	 * longer than 198 are refused (it compares getline's length, which
-	 * counts the '\n', with num - 1). */
 	if (n != 0)
 		fail_msg("a %d-character line is refused although the limit is %d:\n%s",
 			 limit, limit, c->err);
+	snprintf(text, sizeof(text), "#%.*s\r\n", limit - 1, pad);
+	n = load(c, text);
+	if (n != 0)
+		fail_msg("a %d-character CRLF line is refused although the limit is %d:\n%s",
+			 limit, limit, c->err);
+	/* The last line may lack its '\n'. */
+	snprintf(text, sizeof(text), "#%.*s", limit - 1, pad);
+	assert_int_equal(load(c, text), 0);
 	snprintf(text, sizeof(text), "#%.*s\n", limit, pad);
 	assert_int_equal(load(c, text), 1);
 	assert_true(has_err(c->err, c->path, 1, "longer than"));
+	/* A key line at the limit is parsed, one past it reported where it is. */
+	snprintf(text, sizeof(text), PROG "directory = /%.*s\n", limit - 13, pad);
+	assert_int_equal(strlen(text) - strlen(PROG) - 1, (size_t)limit);
+	n = load(c, text);
+	if (n != 0)
+		fail_msg("a %d-character key line is refused:\n%s", limit, c->err);
+	assert_int_equal(strlen(c->cfg.programs[0].directory), (size_t)limit - 12);
+	snprintf(text, sizeof(text), PROG "directory = /%.*s\nworkers = x\n", limit - 12, pad);
+	assert_int_equal(load(c, text), 2);
+	assert_true(has_err(c->err, c->path, 3, "longer than"));
+	assert_true(has_err(c->err, c->path, 4, "workers"));
 }
 
 static void test_missing_file(void **state)
@@ -782,13 +794,24 @@ static void test_bom(void **state)
 {
 	struct ctx *c = *state;
 	int n = load(c, "\xEF\xBB\xBF[program:p]\ncommand = /bin/true\nworkers = 3\n");
-	/* BUG: inih skips the BOM and parses [program:p], but config.c's reader()
-	 * only calls section_begin() when the line starts with '[' (after blanks),
-	 * so the section is never created and every key in it is silently
-	 * ignored: 0 errors and no program. */
-	if (!(n > 0 || (c->cfg.nprograms == 1 && c->cfg.programs[0].workers == 3)))
-		fail_msg("BOM: %d errors and %d programs: the section was silently dropped",
-			 n, c->cfg.nprograms);
+	if (n)
+		fail_msg("BOM: unexpected errors:\n%s", c->err);
+	assert_int_equal(c->cfg.nprograms, 1);
+	assert_string_equal(c->cfg.programs[0].name, "p");
+	assert_int_equal(c->cfg.programs[0].workers, 3);
+	assert_int_equal(c->cfg.programs[0].line, 1);
+
+	/* Before a key, it is not part of the key's name. */
+	n = load(c, "\xEF\xBB\xBF; comment\n[baton]\nlog_level = warn\n" PROG);
+	if (n)
+		fail_msg("BOM before a comment: unexpected errors:\n%s", c->err);
+	assert_int_equal(c->cfg.baton.log_level, LOGL_WARN);
+
+	/* Only at the start of the file: later, the line is no section header. */
+	n = load(c, PROG "\xEF\xBB\xBF[program:q]\ncommand = /bin/true\n");
+	assert_true(n >= 1);
+	assert_true(has_err(c->err, c->path, 3, "unknown key"));
+	assert_empty_cfg(&c->cfg);
 }
 
 static void test_long_section_name(void **state)
@@ -799,24 +822,56 @@ static void test_long_section_name(void **state)
 	name[130] = '\0';
 	snprintf(text, sizeof(text), "[program:%s]\ncommand = /bin/true\n" LIS, name);
 	int n = load(c, text);
-	/* BUG: section_begin() returns without an error when the text between
-	 * the brackets is 128 bytes or more ("inih reports the syntax error" -
-	 * it does not, the header is well formed), so the section and its keys
-	 * are silently ignored; here the only error is the listener's
-	 * "feeds program 'p', which is not defined" at line 3. */
-	if (!has_err(c->err, c->path, 1, "bad section name"))
-		fail_msg("no 'bad section name' error at line 1 (%d errors):\n%s", n, c->err);
+	/* The section is refused, so [listener:l] feeds an undefined program. */
+	if (n != 2 || !has_err(c->err, c->path, 1, "bad section name") ||
+	    !has_err(c->err, c->path, 3, "feeds program 'p'"))
+		fail_msg("want 'bad section name' at line 1 and 'feeds program' at 3, got %d:\n%s",
+			 n, c->err);
+	assert_empty_cfg(&c->cfg);
+
+	/* Any kind of section. */
+	snprintf(text, sizeof(text), PROG "[listener:%s]\naddress = tcp:*:1\nprogram = p\n", name);
+	assert_int_equal(load(c, text), 1);
+	assert_true(has_err(c->err, c->path, 3, "bad section name"));
+	snprintf(text, sizeof(text), PROG "[%s]\nx = 1\n", name);
+	assert_int_equal(load(c, text), 1);
+	assert_true(has_err(c->err, c->path, 3, "unknown section"));
 }
 
 static void test_two_syntax_errors(void **state)
 {
 	struct ctx *c = *state;
 	int n = load(c, PROG "first bad line\nworkers = 2\nsecond bad line\n");
-	/* BUG: config.h promises every error; ini_parse_stream() returns only the
-	 * line of the FIRST syntax error, so line 5 is never reported. */
-	if (n != 2 || !has_err(c->err, c->path, 3, "syntax error") ||
-	    !has_err(c->err, c->path, 5, "syntax error"))
+	/* Every one is reported, each once (inih would give only the first). */
+	if (n != 2 || count_lines(c->err) != 2 ||
+	    !has_err(c->err, c->path, 3, "syntax error: expected 'key = value'") ||
+	    !has_err(c->err, c->path, 5, "syntax error: expected 'key = value'"))
 		fail_msg("want syntax errors at lines 3 and 5, got %d:\n%s", n, c->err);
+	assert_empty_cfg(&c->cfg);
+
+	/* Mixed with unclosed sections and other errors, and after a
+	 * continuation line; a line inih would take as a continuation is one. */
+	n = load(c, "[program:p\n"             /* 1 */
+		    "command = /bin/true\n"     /* 2: no section yet */
+		    "oops\n"                    /* 3 */
+		    "[program:q]\n"             /* 4 */
+		    "command = /bin/true\n"     /* 5 */
+		    "  --flag\n"                /* 6: continuation */
+		    "workers = x\n"             /* 7 */
+		    "[listener:l\n"             /* 8 */
+		    "a ; = b\n"                 /* 9: the '=' is in a comment */
+		    "  [program:r\n");          /* 10: continuation of 7 */
+	if (n != 8 || count_lines(c->err) != 8 ||
+	    !has_err(c->err, c->path, 1, "syntax error: no ']'") ||
+	    !has_err(c->err, c->path, 2, "outside any section") ||
+	    !has_err(c->err, c->path, 3, "syntax error: expected 'key = value'") ||
+	    !has_err(c->err, c->path, 6, "set twice") ||
+	    !has_err(c->err, c->path, 7, "workers") ||
+	    !has_err(c->err, c->path, 8, "syntax error: no ']'") ||
+	    !has_err(c->err, c->path, 9, "syntax error: expected 'key = value'") ||
+	    !has_err(c->err, c->path, 10, "set twice"))
+		fail_msg("want 8 errors at lines 1-3 and 6-10, got %d:\n%s", n, c->err);
+	assert_empty_cfg(&c->cfg);
 }
 
 static void test_control_group_line(void **state)
@@ -824,13 +879,9 @@ static void test_control_group_line(void **state)
 	struct ctx *c = *state;
 	int n = load(c, PROG "[baton]\nlog_level = info\ncontrol_group = baton_no_such_group\n");
 	assert_int_equal(n, 1);
-	/* BUG: validate() reports an unknown control_group at line 1 whatever
-	 * the file; every other cross-check uses its section header's line
-	 * (here 3) - and line 1 is [program:p]. */
-	if (!has_err(c->err, c->path, 3, "no such group") &&
-	    !has_err(c->err, c->path, 5, "no such group"))
-		fail_msg("control_group error not at [baton] (line 3) or the key (5):\n%s",
-			 c->err);
+	/* Reported at the control_group key (line 1 is [program:p]). */
+	if (!has_err(c->err, c->path, 5, "control_group: no such group"))
+		fail_msg("control_group error not at its key (line 5):\n%s", c->err);
 }
 
 static void test_no_cascade_bad_program_name(void **state)
@@ -838,11 +889,11 @@ static void test_no_cascade_bad_program_name(void **state)
 	struct ctx *c = *state;
 	int n = load(c, PROG "[listener:l]\naddress = tcp:127.0.0.1:1\nprogram = bad name!\n");
 	assert_true(has_err(c->err, c->path, 5, "not a valid name"));
-	/* BUG: after a bad 'program' value validate() still looks the (empty)
-	 * name up and adds "[listener:l] feeds program '', which is not
-	 * defined" - two errors, one of them false, for one mistake. */
+	/* One mistake, one error: no "feeds program ''" after it. */
 	if (n != 1)
 		fail_msg("bad program name: %d errors, want 1:\n%s", n, c->err);
+	assert_null(strstr(c->err, "feeds program"));
+	assert_null(strstr(c->err, "needs 'program'"));
 }
 
 static void test_no_cascade_bad_unix_address(void **state)
@@ -850,11 +901,17 @@ static void test_no_cascade_bad_unix_address(void **state)
 	struct ctx *c = *state;
 	int n = load(c, PROG "[listener:u]\naddress = unix:relative.sock\nprogram = p\nmode = 0600\n");
 	assert_true(has_err(c->err, c->path, 4, "absolute"));
-	/* BUG: a unix address that fails to parse leaves addr.kind ADDR_TCP (0),
-	 * so the listener also gets "mode and owner apply only to unix
-	 * listeners" although its address is unix:. */
+	/* One mistake, one error: no "mode and owner apply only to unix". */
 	if (n != 1)
 		fail_msg("bad unix address + mode: %d errors, want 1:\n%s", n, c->err);
+	assert_null(strstr(c->err, "only to unix"));
+	assert_null(strstr(c->err, "needs 'address'"));
+
+	/* A bad address clashes with no other listener's either. */
+	n = load(c, PROG "[listener:a]\naddress = tcp:127.0.0.1:99999\nprogram = p\n"
+			 "[listener:b]\naddress = tcp:127.0.0.1:99999\nprogram = p\n");
+	if (n != 2 || !has_err(c->err, c->path, 4, "port") || !has_err(c->err, c->path, 7, "port"))
+		fail_msg("two bad addresses: %d errors, want 2:\n%s", n, c->err);
 }
 
 /* ---- the exported helpers ---- */
@@ -1077,7 +1134,7 @@ int main(void)
 		T(test_split_env),
 		T(test_parse_signal),
 		T(test_reference),
-		/* Findings: see the BUG comments. */
+		/* Once findings, kept apart. */
 		T(test_long_line_limit),
 		T(test_bom),
 		T(test_long_section_name),

@@ -32,8 +32,6 @@
 #include "util.h"
 
 /* main.c is not linked: the supervisor objects need these. */
-struct batond batond;
-void batond_check_exit(void) {}
 
 /* A pid no process has: pool_fail_worker() signals -pid and pid. */
 #define NO_PID ((pid_t)0x7ffffff0)

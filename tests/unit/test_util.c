@@ -26,18 +26,6 @@
 #include "log.h"
 #include "util.h"
 
-/*
- * Built by the Makefile, the test links the supervisor objects, which need
- * these from main.c.  Built by hand against common/ only, they are not
- * needed (and batond.h is not on the include path).
- */
-#if defined(__has_include)
-#if __has_include("batond.h")
-#include "batond.h"
-struct batond batond;
-void batond_check_exit(void) {}
-#endif
-#endif
 
 #define DAY_MS (86400000ULL)
 #define CAP_MS (30 * DAY_MS)

@@ -1,0 +1,458 @@
+/*
+ * baton-http: the reference HTTP/1.1 worker.
+ *
+ * Serves every connection batond hands it (or, with --listen, that it
+ * accepts itself on an SO_REUSEPORT socket: the benchmark baseline) with a
+ * small keep-alive HTTP/1.1 server: GET or HEAD of / answers 200 with the
+ * --body text and the headers X-Baton-Pid and X-Baton-Generation; other
+ * paths 404, other methods 405, malformed requests 400 and close.
+ *
+ * Draining never races a client: a kept-alive connection is closed only
+ * right after a response that said "Connection: close", so the next request
+ * on each connection is still answered; idle ones stay open until the
+ * client leaves or the supervisor's drain_timeout ends the process.
+ */
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "baton.h"
+#include "util.h"
+
+#define HEADER_MAX 8192
+#define IDLE_TIMEOUT_SEC 75
+
+struct hconn {
+	struct bufferevent *bev;
+	uint64_t id;
+	int from_baton;
+	int close_after;  /* close once the current response is written */
+	int closing;      /* the last response is queued; read nothing more */
+	size_t body_left; /* request body bytes still to discard */
+	LIST_ENTRY(hconn) link;
+};
+
+static struct {
+	struct event_base *base;
+	struct baton *baton;
+	const char *body;
+	size_t body_len;
+	uint32_t capacity;
+	int draining;
+	int generation;
+	LIST_HEAD(, hconn) conns;
+	unsigned nconns;
+} app;
+
+static void conn_end(struct hconn *h)
+{
+	LIST_REMOVE(h, link);
+	app.nconns--;
+	bufferevent_free(h->bev); /* closes the fd */
+	if (h->from_baton)
+		baton_done(app.baton, h->id);
+	free(h);
+	if (app.draining && app.nconns == 0)
+		event_base_loopexit(app.base, NULL);
+}
+
+static void respond(struct hconn *h, int status, const char *reason,
+		    int head_only, const char *body, size_t body_len)
+{
+	struct evbuffer *out = bufferevent_get_output(h->bev);
+
+	evbuffer_add_printf(out,
+			    "HTTP/1.1 %d %s\r\n"
+			    "Content-Type: text/plain\r\n"
+			    "Content-Length: %zu\r\n"
+			    "X-Baton-Pid: %d\r\n"
+			    "X-Baton-Generation: %d\r\n"
+			    "%s\r\n",
+			    status, reason, body_len, (int)getpid(),
+			    app.generation,
+			    h->close_after ? "Connection: close\r\n" : "");
+	if (!head_only)
+		evbuffer_add(out, body, body_len);
+	if (h->close_after)
+		h->closing = 1;
+}
+
+static void fail(struct hconn *h, int status, const char *reason)
+{
+	char body[64];
+	int n = snprintf(body, sizeof(body), "%d %s\n", status, reason);
+
+	h->close_after = 1;
+	respond(h, status, reason, 0, body, (size_t)n);
+}
+
+/* Value of header name in the block hdr (lines ending in \r\n), or NULL. */
+static const char *header(char *hdr, const char *name, size_t *len)
+{
+	size_t nl = strlen(name);
+
+	for (char *line = strstr(hdr, "\r\n"); line; line = strstr(line, "\r\n")) {
+		line += 2;
+		if (strncasecmp(line, name, nl) == 0 && line[nl] == ':') {
+			char *v = line + nl + 1;
+			while (*v == ' ' || *v == '\t')
+				v++;
+			char *end = strstr(v, "\r\n");
+			while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+				end--;
+			*len = (size_t)(end - v);
+			return v;
+		}
+	}
+	return NULL;
+}
+
+static int token_in(const char *v, size_t len, const char *token)
+{
+	size_t tl = strlen(token);
+
+	for (size_t i = 0; i + tl <= len; i++)
+		if (strncasecmp(v + i, token, tl) == 0)
+			return 1;
+	return 0;
+}
+
+/* Parse and answer one request of hlen header bytes held in hdr. */
+static void serve(struct hconn *h, char *hdr)
+{
+	char method[16], target[1024], version[16];
+	const char *v;
+	size_t vlen;
+
+	if (sscanf(hdr, "%15s %1023s %15s", method, target, version) != 3 ||
+	    strncmp(version, "HTTP/1.", 7) != 0) {
+		fail(h, 400, "Bad Request");
+		return;
+	}
+	int http10 = strcmp(version, "HTTP/1.0") == 0;
+	v = header(hdr, "Connection", &vlen);
+	if (v ? token_in(v, vlen, "close")
+	      : http10) /* 1.0 without keep-alive closes */
+		h->close_after = 1;
+	if (http10 && v && !token_in(v, vlen, "keep-alive"))
+		h->close_after = 1;
+	if (header(hdr, "Transfer-Encoding", &vlen)) {
+		fail(h, 501, "Not Implemented");
+		return;
+	}
+	if ((v = header(hdr, "Content-Length", &vlen))) {
+		char num[24], *end;
+		if (vlen == 0 || vlen >= sizeof(num)) {
+			fail(h, 400, "Bad Request");
+			return;
+		}
+		memcpy(num, v, vlen);
+		num[vlen] = 0;
+		errno = 0;
+		unsigned long long n = strtoull(num, &end, 10);
+		if (errno || *end || num[0] == '-') {
+			fail(h, 400, "Bad Request");
+			return;
+		}
+		h->body_left = (size_t)n;
+	}
+	if (app.draining)
+		h->close_after = 1;
+
+	int head = strcmp(method, "HEAD") == 0;
+	if (strcmp(method, "GET") != 0 && !head)
+		respond(h, 405, "Method Not Allowed", 0, "405 Method Not Allowed\n", 23);
+	else if (strcmp(target, "/") != 0)
+		respond(h, 404, "Not Found", head, "404 Not Found\n", 14);
+	else
+		respond(h, 200, "OK", head, app.body, app.body_len);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	struct hconn *h = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	char hdr[HEADER_MAX + 1];
+
+	while (!h->closing) {
+		if (h->body_left) {
+			size_t n = evbuffer_get_length(in);
+			n = n < h->body_left ? n : h->body_left;
+			evbuffer_drain(in, n);
+			h->body_left -= n;
+			if (h->body_left)
+				return;
+		}
+		struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+		if (end.pos < 0) {
+			if (evbuffer_get_length(in) > HEADER_MAX)
+				fail(h, 431, "Request Header Fields Too Large");
+			break;
+		}
+		size_t hlen = (size_t)end.pos + 4;
+		if (hlen > HEADER_MAX) {
+			fail(h, 431, "Request Header Fields Too Large");
+			break;
+		}
+		evbuffer_remove(in, hdr, hlen);
+		hdr[hlen] = 0;
+		if (memchr(hdr, 0, hlen)) {
+			fail(h, 400, "Bad Request");
+			break;
+		}
+		serve(h, hdr);
+	}
+	if (h->closing) {
+		/* Read no more; on_write ends the connection once flushed. */
+		bufferevent_disable(bev, EV_READ);
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			conn_end(h);
+	}
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+	struct hconn *h = arg;
+	(void)bev;
+	if (h->closing)
+		conn_end(h);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	(void)what; /* EOF, error or idle timeout: the connection is over */
+	conn_end(arg);
+}
+
+static void conn_new(int fd, uint64_t id, int from_baton)
+{
+	struct timeval idle = {IDLE_TIMEOUT_SEC, 0};
+	struct hconn *h = calloc(1, sizeof(*h));
+	int one = 1;
+
+	evutil_make_socket_nonblocking(fd);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* not TCP: harmless */
+	if (h)
+		h->bev = bufferevent_socket_new(app.base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (!h || !h->bev) {
+		fprintf(stderr, "baton-http: out of memory, closing a connection\n");
+		close(fd);
+		free(h);
+		if (from_baton)
+			baton_done(app.baton, id);
+		return;
+	}
+	h->id = id;
+	h->from_baton = from_baton;
+	LIST_INSERT_HEAD(&app.conns, h, link);
+	app.nconns++;
+	bufferevent_setcb(h->bev, on_read, on_write, on_event, h);
+	bufferevent_set_timeouts(h->bev, &idle, NULL);
+	bufferevent_enable(h->bev, EV_READ);
+}
+
+static void on_conn(struct baton *b, const struct baton_conn *c, void *arg)
+{
+	(void)b;
+	(void)arg;
+	conn_new(c->fd, c->id, 1);
+}
+
+static void on_drain(struct baton *b, void *arg)
+{
+	(void)b;
+	(void)arg;
+	app.draining = 1;
+	/* Each connection answers its next request with Connection: close. */
+	if (app.nconns == 0)
+		event_base_loopexit(app.base, NULL);
+}
+
+static void on_ready_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (baton_ready(app.baton, app.capacity) < 0)
+		fprintf(stderr, "baton-http: cannot report ready: %s\n", strerror(errno));
+}
+
+static void on_accept(evutil_socket_t lfd, short what, void *arg)
+{
+	(void)what;
+	(void)arg;
+	for (int i = 0; i < 64; i++) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			return;
+		conn_new(fd, 0, 0);
+	}
+}
+
+static int listen_on(const char *spec)
+{
+	struct addr a;
+	char err[256];
+	int one = 1;
+
+	if (addr_parse(spec, &a, err, sizeof(err)) < 0) {
+		fprintf(stderr, "baton-http: --listen %s: %s\n", spec, err);
+		return -1;
+	}
+	if (a.kind != ADDR_TCP) {
+		fprintf(stderr, "baton-http: --listen needs a tcp: address\n");
+		return -1;
+	}
+	int fd = socket(a.ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+	    bind(fd, (struct sockaddr *)&a.ss, a.len) < 0 || listen(fd, 1024) < 0) {
+		fprintf(stderr, "baton-http: --listen %s: %s\n", spec, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: baton-http [OPTIONS]\n"
+		"A reference HTTP/1.1 worker for batond (see worker/PROTOCOL.md).\n"
+		"  --body TEXT        response body for GET / (default \"hello from baton\\n\")\n"
+		"  --capacity N       connections at once to announce (default 0: batond decides)\n"
+		"  --ready-delay MS   report ready MS milliseconds after start\n"
+		"  --fail-start       exit 1 before reporting ready (a broken release)\n"
+		"  --never-ready      never report ready\n"
+		"  --listen ADDR      accept on tcp:HOST:PORT with SO_REUSEPORT, no batond\n"
+		"  -h, --help\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"body", required_argument, NULL, 'b'},
+		{"capacity", required_argument, NULL, 'c'},
+		{"ready-delay", required_argument, NULL, 'd'},
+		{"fail-start", no_argument, NULL, 'f'},
+		{"never-ready", no_argument, NULL, 'n'},
+		{"listen", required_argument, NULL, 'l'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	const char *listen_addr = NULL;
+	long delay_ms = 0;
+	int fail_start = 0, never_ready = 0, c;
+	char *end;
+
+	app.body = "hello from baton\n";
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'b':
+			app.body = optarg;
+			break;
+		case 'c':
+			errno = 0;
+			long cap = strtol(optarg, &end, 10);
+			if (errno || *end || !*optarg || cap < 0 || cap > 1000000) {
+				fprintf(stderr, "baton-http: --capacity: want 0..1000000, got '%s'\n", optarg);
+				return 2;
+			}
+			app.capacity = (uint32_t)cap;
+			break;
+		case 'd':
+			errno = 0;
+			delay_ms = strtol(optarg, &end, 10);
+			if (errno || *end || !*optarg || delay_ms < 0 || delay_ms > 3600000) {
+				fprintf(stderr, "baton-http: --ready-delay: want milliseconds 0..3600000, got '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'f':
+			fail_start = 1;
+			break;
+		case 'n':
+			never_ready = 1;
+			break;
+		case 'l':
+			listen_addr = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "baton-http: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	if (fail_start) {
+		fprintf(stderr, "baton-http: --fail-start: exiting before ready\n");
+		return 1;
+	}
+	app.body_len = strlen(app.body);
+	app.generation = baton_generation();
+	LIST_INIT(&app.conns);
+	app.base = event_base_new();
+	if (!app.base) {
+		fprintf(stderr, "baton-http: cannot create an event base\n");
+		return 1;
+	}
+
+	struct event *ev_accept = NULL, *ev_ready = NULL;
+	if (listen_addr) {
+		int lfd = listen_on(listen_addr);
+		if (lfd < 0)
+			return 1;
+		ev_accept = event_new(app.base, lfd, EV_READ | EV_PERSIST, on_accept, NULL);
+		event_add(ev_accept, NULL);
+	} else {
+		static const struct baton_callbacks cb = {.conn = on_conn, .drain = on_drain};
+		app.baton = baton_open(-1, &cb, NULL);
+		if (!app.baton) {
+			fprintf(stderr, "baton-http: no batond channel (%s); run under batond or use --listen\n",
+				strerror(errno));
+			return 1;
+		}
+		if (baton_attach(app.baton, app.base) < 0) {
+			fprintf(stderr, "baton-http: %s\n", strerror(errno));
+			return 1;
+		}
+		if (!never_ready) {
+			struct timeval tv = {delay_ms / 1000, (delay_ms % 1000) * 1000};
+			ev_ready = evtimer_new(app.base, on_ready_timer, NULL);
+			evtimer_add(ev_ready, &tv);
+		}
+	}
+
+	event_base_dispatch(app.base);
+
+	while (!LIST_EMPTY(&app.conns))
+		conn_end(LIST_FIRST(&app.conns));
+	if (ev_accept) {
+		close(event_get_fd(ev_accept));
+		event_free(ev_accept);
+	}
+	if (ev_ready)
+		event_free(ev_ready);
+	baton_free(app.baton);
+	event_base_free(app.base);
+	return 0;
+}
