@@ -5,6 +5,7 @@ Run: BATON_BIN=bin python3 tests/integration/run.py [-k NAME]
 Prints one line per test and a closing "N passed, N failed".
 """
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -440,6 +441,131 @@ backoff = 10ms
         assert http_get(("127.0.0.1", b.port("v4")))[0] == 200
     assert b.proc.poll() is None
     assert b.stop() == 0
+
+
+@test
+def no_credit_pauses_listener_then_resumes(td):
+    """capacity = 1: a second client waits in the kernel backlog (not
+    refused, not accepted) until the first one leaves."""
+    b = Batond(td, """
+[baton]
+log_level = debug
+[listener:echo]
+address = tcp:127.0.0.1:0
+program = echo
+[program:echo]
+command = @BIN@/baton-echo
+workers = 1
+capacity = 1
+""", wait_ready=1)
+    port = b.port("echo")
+    first = socket.create_connection(("127.0.0.1", port), timeout=5)
+    first.sendall(b"a")
+    assert first.recv(1) == b"a"
+    second = socket.create_connection(("127.0.0.1", port), timeout=5)  # connects: backlog
+    second.sendall(b"b")
+    second.settimeout(0.5)
+    try:
+        data = second.recv(1)
+        assert False, "served beyond capacity: %r" % data
+    except socket.timeout:
+        pass
+    b.wait_log(r"paused", 5)
+    first.close()
+    second.settimeout(5)
+    assert second.recv(1) == b"b"  # resumed and accepted
+    b.wait_log(r"resumed", 5)
+    second.close()
+    assert b.stop() == 0
+    assert "accepted=2 handed=2 acked=2 redispatched=0 dropped=0" in b.log(), b.tail()
+
+
+@test
+def listener_backlog_and_tcp_options_applied(td):
+    out = os.path.join(td.path, "opts.txt")
+    script = td.file("opts.py", f"""
+import os, socket, struct
+s = socket.socket(fileno=3)
+s.send(struct.pack('<HHIII', 100, 1, 16, 0, 0))
+msg, fds, _, _ = socket.recv_fds(s, 4096, 16)
+cid = struct.unpack_from('<Q', msg, 12)[0]
+s.send(struct.pack('<HHIHHIQ', 101, 1, 24, 1, 0, 0, cid))
+c = socket.socket(fileno=fds[0])
+g = lambda lvl, opt: c.getsockopt(lvl, opt)
+with open({out!r}, 'w') as f:
+    f.write(repr(dict(nodelay=g(socket.IPPROTO_TCP, socket.TCP_NODELAY),
+        keepalive=g(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+        idle=g(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE), intvl=g(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+        cnt=g(socket.IPPROTO_TCP, socket.TCP_KEEPCNT), user_timeout=g(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
+        blocking=c.getblocking())))
+c.sendall(b"ok")
+c.close()
+s.send(struct.pack('<HHIHHIQ', 102, 1, 24, 1, 0, 0, cid))
+s.recv(4096)  # DRAIN (or EOF): nothing open, so exit
+""")
+    b = Batond(td, f"""
+[listener:t]
+address = tcp:127.0.0.1:0
+program = p
+backlog = 37
+tcp_nodelay = yes
+tcp_keepalive = yes
+tcp_keepidle = 42s
+tcp_keepintvl = 7s
+tcp_keepcnt = 5
+tcp_user_timeout = 1500ms
+[program:p]
+command = python3 {script}
+workers = 1
+""", wait_ready=1)
+    port = b.port("t")
+    ss = run(["ss", "-ltnH", "sport = :%d" % port]).stdout.split()
+    assert ss[2] == "37", ss  # Send-Q of a listening socket is its backlog
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    assert c.recv(2) == b"ok"
+    c.close()
+    d = eval(open(out).read())
+    assert d == dict(nodelay=1, keepalive=1, idle=42, intvl=7, cnt=5, user_timeout=1500, blocking=True), d
+    assert b.stop() == 0
+
+
+@test
+def worker_runs_as_configured_user(td):
+    if os.geteuid() != 0:
+        print("    skipped: needs root to switch users")
+        return
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    os.chmod(td.path, 0o755)
+    b = Batond(td, web_config(workers=1, program_extra="user = nobody"), wait_ready=1)
+    pid = b.worker_pids()[0]
+    status = open(f"/proc/{pid}/status").read()
+    uids = re.search(r"^Uid:\s+(\d+)\s+(\d+)\s+(\d+)", status, re.M).groups()
+    gids = re.search(r"^Gid:\s+(\d+)\s+(\d+)\s+(\d+)", status, re.M).groups()
+    assert set(map(int, uids)) == {nobody.pw_uid}, uids
+    assert set(map(int, gids)) == {nobody.pw_gid}, gids
+    assert http_get(("127.0.0.1", b.port("v4")))[0] == 200
+    assert b.stop() == 0
+
+
+@test
+def worker_flags_bad_input(td):
+    env = {k: v for k, v in os.environ.items() if k != "BATON_FD"}
+    for prog in ("baton-http", "baton-echo"):
+        for args, code, words in ((["--capacity", "x"], 2, "--capacity"),
+                                  (["--capacity", "-1"], 2, "--capacity"),
+                                  (["--ready-delay", "5s"], 2, "--ready-delay"),
+                                  (["--bogus"], 2, "usage"),
+                                  (["extra"], 2, "unexpected argument"),
+                                  ([], 1, "batond channel"),
+                                  (["--fail-start"], 1, "fail-start")):
+            r = subprocess.run([bin_path(prog), *args], capture_output=True, text=True, timeout=10, env=env)
+            assert r.returncode == code and words in r.stderr, (prog, args, r.returncode, r.stderr)
+        r = run([bin_path(prog), "--help"])
+        assert r.returncode == 0 and "usage" in r.stdout, r
+    for bad in ("unix:/tmp/x", "tcp:nohost:1", "tcp:127.0.0.1:99999"):
+        r = subprocess.run([bin_path("baton-http"), "--listen", bad], capture_output=True, text=True, timeout=10)
+        assert r.returncode == 1 and "--listen" in r.stderr, (bad, r)
 
 
 def main():
