@@ -278,6 +278,11 @@ char **config_split_env(const char *s, char *err, size_t errlen)
 			goto fail;
 		}
 		eq = len;
+		if (strncmp(item, "BATON_", 6) == 0) {
+			snprintf(err, errlen, "environment: %.*s is set by batond and cannot be overridden",
+				 (int)eq, item);
+			goto fail;
+		}
 		item[len++] = *s++;
 		if (*s == '"') {
 			for (s++; *s && *s != '"'; s++)

@@ -124,7 +124,16 @@ static void write_ready(evutil_socket_t fd, short what, void *arg)
 	struct worker *w = arg;
 	(void)fd;
 	(void)what;
+	pool_send_drain(w);
 	dispatch_flush(w);
+}
+
+void dispatch_want_write(struct worker *w)
+{
+	if (!w->ev_write)
+		w->ev_write = event_new(batond.base, w->chan, EV_WRITE, write_ready, w);
+	if (w->ev_write)
+		event_add(w->ev_write, NULL);
 }
 
 void dispatch_flush(struct worker *w)
@@ -150,12 +159,7 @@ void dispatch_flush(struct worker *w)
 			fatal("dispatch: cannot encode CONN of %d", n);
 		if (fdpass_send(w->chan, buf, len, fds, n) < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				/* The channel is full: wait until it drains. */
-				if (!w->ev_write)
-					w->ev_write = event_new(batond.base, w->chan, EV_WRITE,
-								write_ready, w);
-				if (w->ev_write)
-					event_add(w->ev_write, NULL);
+				dispatch_want_write(w); /* the channel is full */
 				return;
 			}
 			if (errno == ETOOMANYREFS || errno == ENOBUFS) {

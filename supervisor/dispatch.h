@@ -61,4 +61,7 @@ unsigned dispatch_drop_queue(struct program *p, const char *why);
 /* Arm or re-arm the queue_timeout timer for the queue's oldest entry. */
 void dispatch_arm_queue_timer(struct program *p);
 
+/* Call write_ready (pending DRAIN, then the outbox) once the channel drains. */
+void dispatch_want_write(struct worker *w);
+
 #endif

@@ -132,6 +132,20 @@ void pool_stop_worker(struct worker *w)
 	arm_timer(w, w->prog->cfg.stop_timeout);
 }
 
+void pool_send_drain(struct worker *w)
+{
+	if (!w->drain_pending)
+		return;
+	if (send_simple(w, PROTO_DRAIN) == 0) {
+		w->drain_pending = 0;
+	} else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
+		dispatch_want_write(w); /* sent when the channel drains */
+	} else {
+		w->drain_pending = 0;
+		pool_stop_worker(w);
+	}
+}
+
 void pool_drain_worker(struct worker *w)
 {
 	if (w->state == WS_STARTING) {
@@ -143,11 +157,10 @@ void pool_drain_worker(struct worker *w)
 	w->state = WS_DRAINING;
 	w->retiring = 1;
 	dispatch_reclaim(w, 0);
-	if (send_simple(w, PROTO_DRAIN) < 0 && errno != EAGAIN) {
-		pool_stop_worker(w);
-		return;
-	}
-	/* On EAGAIN the drain timer still bounds how long this can take. */
+	w->drain_pending = 1;
+	pool_send_drain(w);
+	if (w->state != WS_DRAINING)
+		return; /* the channel is broken: it is being stopped */
 	log_info("draining worker program=%s slot=%d pid=%d active=%u",
 		 w->prog->cfg.name, w->slot, (int)w->pid, w->active);
 	arm_timer(w, w->prog->cfg.drain_timeout);
@@ -338,13 +351,13 @@ static void exec_worker(struct program *p, struct slot *s, int gen, int chan)
 	}
 	close_range(4, ~0U, 0);
 
+	apply_env(p->cfg.env); /* first, so it cannot override BATON_* */
 	setenv("BATON_FD", "3", 1);
 	setenv("BATON_PROGRAM", p->cfg.name, 1);
 	snprintf(num, sizeof(num), "%d", s->index);
 	setenv("BATON_WORKER", num, 1);
 	snprintf(num, sizeof(num), "%d", gen);
 	setenv("BATON_GENERATION", num, 1);
-	apply_env(p->cfg.env);
 
 	if (p->cfg.directory[0] && chdir(p->cfg.directory) < 0) {
 		dprintf(2, "baton: worker %s:%d: chdir %s: %s\n", p->cfg.name, s->index,

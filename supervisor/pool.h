@@ -40,6 +40,7 @@ struct worker {
 	enum worker_state state;
 	int broken;   /* protocol error: killed, its messages ignored */
 	int retiring; /* we drained or stopped it: do not restart the slot */
+	int drain_pending; /* DRAIN not yet sent: the channel was full */
 	uint32_t capacity;
 	uint32_t queued;   /* conns in outbox */
 	uint32_t inflight; /* conns in unacked */
@@ -87,6 +88,8 @@ void pool_stop_all(struct program *p);
 int pool_nworkers(const struct program *p);
 
 void pool_drain_worker(struct worker *w);
+/* Send a pending DRAIN; on a full channel it waits for EV_WRITE. */
+void pool_send_drain(struct worker *w);
 void pool_stop_worker(struct worker *w);
 /* A protocol error or broken channel: kill it, reclaim when reaped. */
 void pool_fail_worker(struct worker *w, const char *why);

@@ -538,6 +538,7 @@ static const struct bad bad_cases[] = {
 	{"env unterminated", PROG "environment = A=\"x\n", 1, 3, "unterminated"},
 	{"env junk after quote", PROG "environment = A=\"x\"y\n", 1, 3, "expected ','"},
 	{"env empty item", PROG "environment = A=1,,B=2\n", 1, 3, "environment"},
+	{"env sets BATON_", PROG "environment = A=1,BATON_FD=4\n", 1, 3, "set by batond"},
 
 	/* cross-checks, reported at the section header */
 	{"undefined program", PROG "[listener:l]\naddress = tcp:127.0.0.1:0\nprogram = nope\n", 1,
