@@ -65,7 +65,7 @@ $(B)/batond: $(O)/supervisor/main.o $(SUP_OBJ) $(O)/libcommon.a
 
 $(B)/batonctl: $(O)/supervisor/batonctl.o $(O)/libcommon.a
 	@mkdir -p $(B)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS_INI)
 
 $(B)/baton-http: $(O)/worker/http.o $(LIBBATON)
 	@mkdir -p $(B)

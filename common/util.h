@@ -40,7 +40,8 @@ void addr_format(const struct sockaddr *sa, socklen_t len, char *buf,
 int fd_set_nonblock(int fd);
 int fd_set_cloexec(int fd);
 
-/* Milliseconds on the monotonic clock. */
+/* Milliseconds / microseconds on the monotonic clock. */
 uint64_t now_ms(void);
+uint64_t now_us(void);
 
 #endif

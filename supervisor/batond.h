@@ -20,6 +20,9 @@ struct batond {
 
 extern struct batond batond;
 
+/* Begin a graceful shutdown (as SIGTERM); why names the cause in the log. */
+void batond_shutdown(const char *why);
+
 /* Called by the pool when a worker is gone; ends the loop once all are. */
 void batond_check_exit(void);
 

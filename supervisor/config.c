@@ -47,11 +47,13 @@ struct key {
 
 static const struct key keys[] = {
 	B("control", T_STR, control, 0, 0, "/run/baton/batond.sock",
-	  "Path of the control socket. Reserved: checked, but not served until batonctl lands."),
+	  "Absolute path of the control socket `batonctl` talks to (at most 107 bytes)."),
 	B("control_mode", T_MODE, control_mode, 0, 0, "0600",
-	  "File mode of the control socket (reserved, as `control`)."),
+	  "File mode of the control socket. Root and batond's own user are always allowed."),
 	B("control_group", T_STR, control_group, 0, 0, "",
-	  "Group allowed read-only control commands (reserved, as `control`)."),
+	  "Group whose members may use read-only commands (`status`, `metrics`, `version`, `pid`, `help`); give the socket a mode that lets them connect, e.g. 0660."),
+	B("control_group_write", T_BOOL, control_group_write, 0, 0, "no",
+	  "Also allow `control_group` members every other command (start, stop, scale...)."),
 	B("log_level", T_LEVEL, log_level, 0, 0, "info",
 	  "debug, info, warn or error."),
 
@@ -671,6 +673,22 @@ static char *reader(char *str, int num, void *stream)
 	return str;
 }
 
+static int check_control_path(const char *path, char *msg, size_t msglen)
+{
+	struct sockaddr_un un;
+
+	if (path[0] != '/') {
+		snprintf(msg, msglen, "want an absolute path, got '%s'", path);
+		return -1;
+	}
+	if (strlen(path) >= sizeof(un.sun_path)) {
+		snprintf(msg, msglen, "path is %zu bytes, a unix socket path has at most %zu",
+			 strlen(path), sizeof(un.sun_path) - 1);
+		return -1;
+	}
+	return 0;
+}
+
 static int handler(void *user, const char *section, const char *name,
 		   const char *value)
 {
@@ -698,6 +716,10 @@ static int handler(void *user, const char *section, const char *name,
 		if (k->sec == S_BATON && strcmp(k->name, "control_group") == 0)
 			p->cfg->baton.control_group_line = p->line;
 		if (set_value(p, k, sec_base(p, k->sec), value, msg, sizeof(msg))) {
+			*sec_bad(p) |= 1ull << i;
+			add_err(p, p->line, "%s: %s", name, msg);
+		} else if (k->sec == S_BATON && strcmp(k->name, "control") == 0 &&
+			   check_control_path(p->cfg->baton.control, msg, sizeof(msg)) < 0) {
 			*sec_bad(p) |= 1ull << i;
 			add_err(p, p->line, "%s: %s", name, msg);
 		}

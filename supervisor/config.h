@@ -23,6 +23,7 @@ struct cfg_baton {
 	unsigned control_mode;
 	char control_group[CFG_NAME_MAX];
 	int control_group_line; /* of the control_group key, for errors */
+	int control_group_write;
 	enum log_level log_level;
 };
 

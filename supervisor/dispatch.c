@@ -30,7 +30,8 @@ struct conn *dispatch_conn_new(int fd, const char *listener, const char *peer)
 	}
 	c->id = next_id++;
 	c->fd = fd;
-	c->accepted_ms = now_ms();
+	c->accepted_us = now_us();
+	c->accepted_ms = c->accepted_us / 1000;
 	snprintf(c->listener, sizeof(c->listener), "%s", listener);
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	return c;
@@ -194,6 +195,21 @@ void dispatch_flush(struct worker *w)
 	}
 }
 
+const uint64_t dispatch_lat_bounds_us[DISPATCH_LAT_BUCKETS] = {
+	100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000,
+	250000, 500000, 1000000, 2500000,
+};
+
+static void record_latency(struct program *p, uint64_t us)
+{
+	int i = 0;
+	while (i < DISPATCH_LAT_BUCKETS && us > dispatch_lat_bounds_us[i])
+		i++;
+	p->lat_bucket[i]++; /* counts per bucket; the report accumulates */
+	p->lat_count++;
+	p->lat_sum_us += us;
+}
+
 int dispatch_ack(struct worker *w, const uint64_t *ids, int n)
 {
 	for (int i = 0; i < n; i++) {
@@ -205,6 +221,7 @@ int dispatch_ack(struct worker *w, const uint64_t *ids, int n)
 		if (!c)
 			return -1;
 		TAILQ_REMOVE(&w->unacked, c, link);
+		record_latency(w->prog, now_us() - c->accepted_us);
 		dispatch_conn_free(c);
 		w->inflight--;
 		w->active++;

@@ -15,11 +15,16 @@
 struct program;
 struct worker;
 
+/* Handoff latency (accept to ACK) histogram bucket bounds, microseconds. */
+#define DISPATCH_LAT_BUCKETS 14
+extern const uint64_t dispatch_lat_bounds_us[DISPATCH_LAT_BUCKETS];
+
 struct conn {
 	TAILQ_ENTRY(conn) link;
 	uint64_t id;
 	int fd;
 	uint64_t accepted_ms;
+	uint64_t accepted_us; /* for the handoff latency histogram */
 	char listener[PROTO_LISTENER_MAX];
 	char peer[PROTO_PEER_MAX];
 };

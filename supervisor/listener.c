@@ -37,27 +37,48 @@ static int unix_in_use(const struct sockaddr_un *un)
 	return !(err == ECONNREFUSED || err == ENOENT);
 }
 
+int listener_unix_reclaim(const char *path, const char *who, char *err, size_t errlen)
+{
+	struct sockaddr_un un = {.sun_family = AF_UNIX};
+	struct stat st;
+
+	if (strlen(path) >= sizeof(un.sun_path)) {
+		snprintf(err, errlen, "%s: path too long for a unix socket", path);
+		return -1;
+	}
+	strcpy(un.sun_path, path);
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : (snprintf(err, errlen, "%s: %s", path, strerror(errno)), -1);
+	if (!S_ISSOCK(st.st_mode)) {
+		snprintf(err, errlen, "%s exists and is not a socket", path);
+		return -1;
+	}
+	if (unix_in_use(&un)) {
+		snprintf(err, errlen, "%s is in use by another process", path);
+		return -1;
+	}
+	if (unlink(path) < 0) {
+		snprintf(err, errlen, "cannot remove stale %s: %s", path, strerror(errno));
+		return -1;
+	}
+	log_info("removed stale socket file %s path=%s", who, path);
+	return 0;
+}
+
+void listener_unix_unlink(const char *path, dev_t dev, ino_t ino)
+{
+	struct stat st;
+	/* Only remove the file if it is still ours, not a successor's. */
+	if (lstat(path, &st) == 0 && st.st_dev == dev && st.st_ino == ino)
+		unlink(path);
+}
+
 static int unix_prepare(struct listener *l, char *err, size_t errlen)
 {
 	const struct sockaddr_un *un = (const struct sockaddr_un *)&l->cfg.addr.ss;
-	struct stat st;
-
-	if (lstat(un->sun_path, &st) < 0)
-		return errno == ENOENT ? 0 : (snprintf(err, errlen, "%s: %s", un->sun_path, strerror(errno)), -1);
-	if (!S_ISSOCK(st.st_mode)) {
-		snprintf(err, errlen, "%s exists and is not a socket", un->sun_path);
-		return -1;
-	}
-	if (unix_in_use(un)) {
-		snprintf(err, errlen, "%s is in use by another process", un->sun_path);
-		return -1;
-	}
-	if (unlink(un->sun_path) < 0) {
-		snprintf(err, errlen, "cannot remove stale %s: %s", un->sun_path, strerror(errno));
-		return -1;
-	}
-	log_info("removed stale socket file listener=%s path=%s", l->cfg.name, un->sun_path);
-	return 0;
+	char who[64];
+	snprintf(who, sizeof(who), "listener=%s", l->cfg.name);
+	return listener_unix_reclaim(un->sun_path, who, err, errlen);
 }
 
 static int unix_finish(struct listener *l, char *err, size_t errlen)
@@ -255,10 +276,7 @@ void listener_close(struct listener *l)
 	l->fd = -1;
 	if (l->cfg.addr.kind == ADDR_UNIX && l->ino) {
 		const struct sockaddr_un *un = (const struct sockaddr_un *)&l->cfg.addr.ss;
-		struct stat st;
-		/* Only remove the file if it is still ours, not a successor's. */
-		if (lstat(un->sun_path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino)
-			unlink(un->sun_path);
+		listener_unix_unlink(un->sun_path, l->dev, l->ino);
 		l->ino = 0;
 	}
 }

@@ -32,4 +32,13 @@ void listener_set_paused(struct listener *l, int paused);
 /* Close; a unix socket file is removed if it is still the one we made. */
 void listener_close(struct listener *l);
 
+/*
+ * Before binding a unix socket at path: remove a stale socket file (one
+ * nothing answers on); refuse a live socket or any other file.  who names
+ * the owner in the log.  0, or -1 with the reason in err.
+ */
+int listener_unix_reclaim(const char *path, const char *who, char *err, size_t errlen);
+/* Remove path only if it is still the socket file (dev, ino) we made. */
+void listener_unix_unlink(const char *path, dev_t dev, ino_t ino);
+
 #endif

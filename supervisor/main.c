@@ -9,6 +9,7 @@
 
 #include "batond.h"
 #include "config.h"
+#include "control.h"
 #include "listener.h"
 #include "log.h"
 #include "pool.h"
@@ -48,20 +49,20 @@ void batond_check_exit(void)
 	event_base_loopexit(batond.base, NULL);
 }
 
-static void shutdown_begin(int sig)
+void batond_shutdown(const char *why)
 {
 	struct program *p;
 	struct listener *l;
 
 	if (batond.shutting_down) {
-		log_warn("second %s: stopping every worker now", sig == SIGINT ? "SIGINT" : "SIGTERM");
+		log_warn("second %s: stopping every worker now", why);
 		TAILQ_FOREACH(p, &batond.programs, link)
 			pool_stop_all(p);
 		return;
 	}
-	log_info("shutting down: draining workers signal=%s",
-		 sig == SIGINT ? "SIGINT" : "SIGTERM");
+	log_info("shutting down: draining workers signal=%s", why);
 	batond.shutting_down = 1;
+	control_shutdown();
 	TAILQ_FOREACH(l, &batond.listeners, link)
 		listener_set_paused(l, 1);
 	TAILQ_FOREACH(p, &batond.programs, link) {
@@ -81,7 +82,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		break;
 	case SIGTERM:
 	case SIGINT:
-		shutdown_begin((int)sig);
+		batond_shutdown(sig == SIGINT ? "SIGINT" : "SIGTERM");
 		break;
 	case SIGHUP:
 		log_warn("SIGHUP: configuration reload is not implemented yet; ignored");
@@ -137,12 +138,19 @@ static void setup(struct config *cfg)
 		ls[p->nlisteners++] = l;
 		l->prog = p;
 	}
+	if (control_open(&cfg->baton, err, sizeof(err)) < 0) {
+		struct listener *o;
+		TAILQ_FOREACH(o, &batond.listeners, link)
+			listener_close(o);
+		fatal("%s", err);
+	}
 }
 
 static void teardown(void)
 {
 	struct listener *l;
 	struct program *p;
+	control_close();
 	while ((l = TAILQ_FIRST(&batond.listeners))) {
 		TAILQ_REMOVE(&batond.listeners, l, link);
 		listener_close(l);

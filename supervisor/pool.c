@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "batond.h"
+#include "control.h"
 #include "fdpass.h"
 #include "log.h"
 #include "util.h"
@@ -21,6 +22,7 @@
 extern char **environ;
 
 static void spawn(struct slot *s);
+static int slot_has_workers(const struct slot *s);
 
 const char *pool_state_name(enum worker_state s)
 {
@@ -29,36 +31,64 @@ const char *pool_state_name(enum worker_state s)
 	return names[s];
 }
 
+const char *pool_slot_state_name(enum slot_state s)
+{
+	static const char *const names[] = {"RUNNING", "BACKOFF", "FATAL",
+					    "EXITED", "STOPPED"};
+	return names[s];
+}
+
+static struct slot *slot_new(struct program *p, int index)
+{
+	struct slot *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->prog = p;
+	s->index = index;
+	s->state = SLOT_STOPPED;
+	return s;
+}
+
+static void slot_free(struct slot *s)
+{
+	if (s->ev_backoff)
+		event_free(s->ev_backoff);
+	free(s);
+}
+
 struct program *pool_program_new(struct cfg_program *cfg)
 {
 	struct program *p = calloc(1, sizeof(*p));
+	int n = (int)cfg->workers;
+
 	if (!p)
 		return NULL;
+	p->slots = calloc(n ? n : 1, sizeof(*p->slots));
+	for (int i = 0; p->slots && i < n; i++)
+		if (!(p->slots[i] = slot_new(p, i)))
+			goto nomem;
+	if (!p->slots)
+		goto nomem;
+	p->nslots = n;
 	p->cfg = *cfg;
 	cfg->argv = NULL; /* now ours */
 	cfg->env = NULL;
 	TAILQ_INIT(&p->workers);
 	TAILQ_INIT(&p->queue);
 	p->generation = 1;
-	p->nslots = (int)p->cfg.workers;
-	p->slots = calloc(p->nslots ? p->nslots : 1, sizeof(*p->slots));
-	if (!p->slots) {
-		free(p);
-		return NULL;
-	}
-	for (int i = 0; i < p->nslots; i++) {
-		p->slots[i].prog = p;
-		p->slots[i].index = i;
-		p->slots[i].state = SLOT_STOPPED;
-	}
 	return p;
+nomem:
+	for (int i = 0; p->slots && i < n; i++)
+		free(p->slots[i]);
+	free(p->slots);
+	free(p);
+	return NULL;
 }
 
 void pool_program_free(struct program *p)
 {
 	for (int i = 0; i < p->nslots; i++)
-		if (p->slots[i].ev_backoff)
-			event_free(p->slots[i].ev_backoff);
+		slot_free(p->slots[i]);
 	if (p->ev_queue)
 		event_free(p->ev_queue);
 	dispatch_drop_queue(p, "shutdown");
@@ -90,8 +120,8 @@ int pool_nworkers(const struct program *p)
 void pool_start(struct program *p)
 {
 	for (int i = 0; i < p->nslots; i++) {
-		p->slots[i].failures = 0;
-		spawn(&p->slots[i]);
+		p->slots[i]->failures = 0;
+		spawn(p->slots[i]);
 	}
 }
 
@@ -172,6 +202,7 @@ void pool_fail_worker(struct worker *w, const char *why)
 		return;
 	log_error("worker failed, killing it program=%s slot=%d pid=%d reason=\"%s\"",
 		  w->prog->cfg.name, w->slot, (int)w->pid, why);
+	snprintf(w->why, sizeof(w->why), "killed: %s", why);
 	w->broken = 1;
 	if (w->ev_read)
 		event_del(w->ev_read);
@@ -195,6 +226,8 @@ static void worker_timer(evutil_socket_t fd, short what, void *arg)
 		log_error("worker not ready in time program=%s slot=%d pid=%d ready_timeout=%llums",
 			  w->prog->cfg.name, w->slot, (int)w->pid,
 			  (unsigned long long)w->prog->cfg.ready_timeout);
+		snprintf(w->why, sizeof(w->why), "not ready within ready_timeout (%llu ms)",
+			 (unsigned long long)w->prog->cfg.ready_timeout);
 		pool_stop_worker(w);
 		break;
 	case WS_DRAINING:
@@ -231,9 +264,11 @@ static void handle_msg(struct worker *w, const struct proto_msg *m)
 		log_info("worker ready program=%s slot=%d pid=%d generation=%d capacity=%u startup_ms=%llu",
 			 p->cfg.name, w->slot, (int)w->pid, w->generation, w->capacity,
 			 (unsigned long long)(w->ready_ms - w->started_ms));
+		w->replacement = 0; /* it serves the slot now */
 		if (batond.shutting_down)
 			pool_drain_worker(w);
 		dispatch_kick(p);
+		control_pool_changed();
 		break;
 	case PROTO_ACK:
 		if (dispatch_ack(w, m->u.ids.ids, m->u.ids.count) < 0)
@@ -448,6 +483,8 @@ retry:
 	struct timeval tv = {1, 0};
 	if (s->ev_backoff)
 		evtimer_add(s->ev_backoff, &tv);
+	snprintf(s->last_exit, sizeof(s->last_exit), "cannot start: %s", strerror(errno));
+	control_pool_changed();
 }
 
 static void describe_status(int status, char *buf, size_t size)
@@ -460,18 +497,40 @@ static void describe_status(int status, char *buf, size_t size)
 		snprintf(buf, size, "status=0x%x", status);
 }
 
+/* Free slots at the end of the array that were scaled away and are empty. */
+static void compact_slots(struct program *p)
+{
+	while (p->nslots > 0) {
+		struct slot *s = p->slots[p->nslots - 1];
+		if (!s->removing || pool_slot_live(s) || slot_has_workers(s))
+			break;
+		slot_free(s);
+		p->slots[--p->nslots] = NULL;
+	}
+}
+
 /* Decide what a slot does after its worker exited. */
-static void after_exit(struct worker *w, int status)
+static void after_exit(struct worker *w, int status, const char *how)
 {
 	struct program *p = w->prog;
-	struct slot *s = w->slot < p->nslots ? &p->slots[w->slot] : NULL;
+	struct slot *s = w->slot < p->nslots ? p->slots[w->slot] : NULL;
 	int failed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	uint64_t up = now_ms() - w->started_ms;
 
 	if (!s || batond.shutting_down)
 		return;
-	if (w->retiring && !w->broken && w->ready_ms) {
-		/* Drained or stopped on purpose: replace it unless told not to. */
+	snprintf(s->last_exit, sizeof(s->last_exit), "%s%s%s", w->why[0] ? w->why : how,
+		 w->why[0] ? ", " : "", w->why[0] ? how : "");
+	if (w->replacement) {
+		/* Never became ready: the worker it was to replace carries on. */
+		log_warn("replacement worker failed program=%s slot=%d pid=%d reason=\"%s\"",
+			 p->cfg.name, s->index, (int)w->pid, s->last_exit);
+		return;
+	}
+	if (pool_slot_live(s))
+		return; /* its replacement serves the slot */
+	if (s->held || s->removing || (w->retiring && !w->broken && w->ready_ms)) {
+		/* Drained or stopped on purpose: down until started again. */
 		s->state = SLOT_STOPPED;
 		return;
 	}
@@ -537,9 +596,11 @@ static void worker_exited(struct worker *w, int status)
 		event_free(w->ev_write);
 	if (w->ev_retry)
 		event_free(w->ev_retry);
-	after_exit(w, status);
+	after_exit(w, status, how);
 	free(w);
+	compact_slots(p);
 	dispatch_kick(p);
+	control_pool_changed();
 }
 
 void pool_reap(void)
@@ -570,8 +631,8 @@ void pool_shutdown(struct program *p)
 {
 	struct worker *w, *next;
 	for (int i = 0; i < p->nslots; i++)
-		if (p->slots[i].ev_backoff)
-			evtimer_del(p->slots[i].ev_backoff);
+		if (p->slots[i]->ev_backoff)
+			evtimer_del(p->slots[i]->ev_backoff);
 	for (w = TAILQ_FIRST(&p->workers); w; w = next) {
 		next = TAILQ_NEXT(w, link);
 		pool_drain_worker(w);
@@ -583,4 +644,126 @@ void pool_stop_all(struct program *p)
 	struct worker *w;
 	TAILQ_FOREACH(w, &p->workers, link)
 		pool_stop_worker(w);
+}
+
+static int slot_has_workers(const struct slot *s)
+{
+	const struct worker *w;
+	TAILQ_FOREACH(w, &s->prog->workers, link)
+		if (w->slot == s->index)
+			return 1;
+	return 0;
+}
+
+int pool_slot_live(const struct slot *s)
+{
+	const struct worker *w;
+	int n = 0;
+	TAILQ_FOREACH(w, &s->prog->workers, link)
+		if (w->slot == s->index && !w->retiring && !w->broken &&
+		    (w->state == WS_STARTING || w->state == WS_RUNNING))
+			n++;
+	return n;
+}
+
+struct worker *pool_slot_worker(const struct slot *s)
+{
+	struct worker *w, *found = NULL;
+	TAILQ_FOREACH(w, &s->prog->workers, link)
+		if (w->slot == s->index && !w->retiring && !w->broken &&
+		    (w->state == WS_STARTING || w->state == WS_RUNNING))
+			found = w; /* the list is in start order: keep the newest */
+	return found;
+}
+
+struct worker *pool_find_pid(pid_t pid)
+{
+	struct program *p;
+	struct worker *w;
+	TAILQ_FOREACH(p, &batond.programs, link)
+		TAILQ_FOREACH(w, &p->workers, link)
+			if (w->pid == pid)
+				return w;
+	return NULL;
+}
+
+int pool_slot_start(struct slot *s)
+{
+	s->held = 0;
+	s->removing = 0;
+	if (pool_slot_live(s))
+		return 0;
+	if (s->ev_backoff)
+		evtimer_del(s->ev_backoff);
+	s->failures = 0;
+	spawn(s);
+	return 1;
+}
+
+void pool_slot_hold(struct slot *s)
+{
+	struct worker *w, *next;
+
+	s->held = 1;
+	if (s->ev_backoff)
+		evtimer_del(s->ev_backoff);
+	for (w = TAILQ_FIRST(&s->prog->workers); w; w = next) {
+		next = TAILQ_NEXT(w, link);
+		if (w->slot == s->index)
+			pool_drain_worker(w);
+	}
+	if (!slot_has_workers(s))
+		s->state = SLOT_STOPPED;
+}
+
+struct worker *pool_slot_replace(struct slot *s)
+{
+	struct program *p = s->prog;
+	struct worker *w;
+
+	if (!pool_slot_live(s)) {
+		pool_slot_start(s);
+		return pool_slot_worker(s);
+	}
+	spawn(s);
+	w = TAILQ_LAST(&p->workers, worker_list);
+	if (!w || w->slot != s->index || w->state != WS_STARTING)
+		return NULL; /* could not fork: the slot retries as usual */
+	w->replacement = 1;
+	return w;
+}
+
+int pool_nslots_active(const struct program *p)
+{
+	int n = 0;
+	for (int i = 0; i < p->nslots; i++)
+		n += !p->slots[i]->removing;
+	return n;
+}
+
+int pool_scale(struct program *p, int n)
+{
+	if (n > p->nslots) {
+		struct slot **v = realloc(p->slots, n * sizeof(*v));
+		if (!v)
+			return -1;
+		p->slots = v;
+		for (int i = p->nslots; i < n; i++) {
+			if (!(p->slots[i] = slot_new(p, i)))
+				return -1;
+			p->nslots = i + 1;
+			spawn(p->slots[i]);
+		}
+	}
+	for (int i = 0; i < p->nslots; i++) {
+		struct slot *s = p->slots[i];
+		if (i < n && s->removing)
+			pool_slot_start(s); /* scaled back up before it was gone */
+		else if (i >= n && !s->removing) {
+			s->removing = 1;
+			pool_slot_hold(s);
+		}
+	}
+	compact_slots(p);
+	return 0;
 }

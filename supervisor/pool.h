@@ -28,6 +28,8 @@ enum slot_state {
 	SLOT_STOPPED, /* stopped on purpose */
 };
 
+enum upgrade_result { UPGRADE_OK, UPGRADE_FAILED, UPGRADE_ABORTED };
+
 struct worker {
 	TAILQ_ENTRY(worker) link;
 	struct program *prog;
@@ -41,6 +43,8 @@ struct worker {
 	int broken;   /* protocol error: killed, its messages ignored */
 	int retiring; /* we drained or stopped it: do not restart the slot */
 	int drain_pending; /* DRAIN not yet sent: the channel was full */
+	int replacement;   /* started to replace a live worker of its slot */
+	char why[80];      /* why we stopped or killed it, if we did */
 	uint32_t capacity;
 	uint32_t queued;   /* conns in outbox */
 	uint32_t inflight; /* conns in unacked */
@@ -57,6 +61,9 @@ struct slot {
 	int index;
 	enum slot_state state;
 	int failures; /* failed starts in a row */
+	int held;     /* stopped or drained by the operator: no restarts */
+	int removing; /* scaled away: freed once its workers are gone */
+	char last_exit[96]; /* how its last worker ended, for reports */
 	struct event *ev_backoff;
 };
 
@@ -64,7 +71,7 @@ struct program {
 	TAILQ_ENTRY(program) link;
 	struct cfg_program cfg; /* owns cfg.argv and cfg.env */
 	struct worker_list workers;
-	struct slot *slots;
+	struct slot **slots; /* pointers stay valid while the array grows */
 	int nslots;
 	int generation;
 	struct conn_list queue;
@@ -73,6 +80,9 @@ struct program {
 	struct listener **listeners; /* listeners feeding this program */
 	int nlisteners;
 	uint64_t accepted, handed, acked, redispatched, dropped, lost, restarts;
+	uint64_t lat_bucket[DISPATCH_LAT_BUCKETS + 1]; /* last: above every bound */
+	uint64_t lat_count, lat_sum_us;
+	uint64_t upgrades[3]; /* by enum upgrade_result (rolling upgrades) */
 };
 
 /* Create a program from its config (takes argv/env); NULL on ENOMEM. */
@@ -98,5 +108,26 @@ void pool_fail_worker(struct worker *w, const char *why);
 void pool_reap(void);
 
 const char *pool_state_name(enum worker_state s);
+const char *pool_slot_state_name(enum slot_state s);
+
+/*
+ * Operator actions on one slot (the control socket drives these; they
+ * return at once and the control module watches the outcome).
+ */
+/* Start a slot that has no worker (STOPPED, EXITED, FATAL, BACKOFF). */
+int pool_slot_start(struct slot *s);
+/* Drain its workers and keep the slot down until started again. */
+void pool_slot_hold(struct slot *s);
+/* Start a second worker that will replace the live one once ready. */
+struct worker *pool_slot_replace(struct slot *s);
+/* Workers of the slot that are not retiring (normally 0 or 1, 2 while one replaces another). */
+int pool_slot_live(const struct slot *s);
+/* The slot's newest live worker, or NULL. */
+struct worker *pool_slot_worker(const struct slot *s);
+struct worker *pool_find_pid(pid_t pid);
+/* Grow to n slots (starting the new ones) or drain and remove slots >= n. */
+int pool_scale(struct program *p, int n);
+/* Slots that count: index < nslots and not being removed. */
+int pool_nslots_active(const struct program *p);
 
 #endif

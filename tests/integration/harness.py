@@ -48,8 +48,16 @@ class Batond:
 
     def __init__(self, td, config, args=(), wait_ready=None, expect_fail=False):
         self.td = td
-        self.config = td.file("baton.ini", config.replace("@DIR@", td.path)
-                              .replace("@BIN@", BIN).replace("@ROOT@", ROOT))
+        config = config.replace("@DIR@", td.path).replace("@BIN@", BIN).replace("@ROOT@", ROOT)
+        self.control = os.path.join(td.path, "ctl.sock")
+        if not re.search(r"^control\s*=", config, re.M):  # each test its own control socket
+            if re.search(r"^\[baton\]", config, re.M):
+                config = re.sub(r"^\[baton\]\n", f"[baton]\ncontrol = {self.control}\n", config, 1, re.M)
+            else:
+                config = f"[baton]\ncontrol = {self.control}\n" + config
+        else:
+            self.control = re.search(r"^control\s*=\s*(\S+)", config, re.M).group(1)
+        self.config = td.file("baton.ini", config)
         self.logpath = os.path.join(td.path, "batond.log")
         self.logf = open(self.logpath, "w")
         self.proc = subprocess.Popen([bin_path("batond"), "-c", self.config, *args],

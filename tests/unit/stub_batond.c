@@ -6,3 +6,4 @@
 
 __attribute__((weak)) struct batond batond;
 __attribute__((weak)) void batond_check_exit(void) {}
+__attribute__((weak)) void batond_shutdown(const char *why) { (void)why; }

@@ -1064,7 +1064,7 @@ static void test_parse_signal(void **state)
 static void test_reference(void **state)
 {
 	static const char *const keys[] = {
-		"control", "control_mode", "control_group", "log_level",
+		"control", "control_mode", "control_group", "control_group_write", "log_level",
 		"address", "program", "backlog", "mode", "owner", "tcp_nodelay",
 		"tcp_keepalive", "tcp_keepidle", "tcp_keepintvl", "tcp_keepcnt",
 		"tcp_user_timeout",

@@ -1,0 +1,1019 @@
+#include "control.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "batond.h"
+#include "config.h"
+#include "ctl.h"
+#include "listener.h"
+#include "log.h"
+#include "pool.h"
+#include "proto.h"
+#include "report.h"
+#include "version.h"
+
+enum access { ACCESS_NONE, ACCESS_READ, ACCESS_FULL };
+
+struct op;
+
+struct client {
+	LIST_ENTRY(client) link;
+	struct bufferevent *bev;
+	pid_t pid;
+	uid_t uid;
+	enum access access;
+	int answered; /* the "=" line is queued: close once it is written */
+	int json;
+	struct op *op;
+};
+
+/* One slot an operation works on, and where it is with it. */
+struct op_slot {
+	struct program *prog;
+	int slot;
+	int phase;   /* per kind: 0 not begun, 1 waiting, 2 done */
+	pid_t old_pid, new_pid;
+};
+
+enum op_kind { OP_START, OP_STOP, OP_RESTART, OP_SCALE };
+
+struct op {
+	LIST_ENTRY(op) link;
+	enum op_kind kind;
+	struct client *client; /* NULL once the client left: the op goes on */
+	char what[64];         /* "restart web", for logs */
+	struct op_slot *s;
+	int n;
+	struct program *prog; /* scale */
+	int target;           /* scale */
+	uint64_t started_ms;
+};
+
+static struct {
+	int fd;
+	struct event *ev;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	dev_t dev;
+	ino_t ino;
+	gid_t group;
+	int have_group, group_write;
+	LIST_HEAD(, client) clients;
+	LIST_HEAD(, op) ops;
+	int nclients;
+	uint64_t requests, refused_busy, refused_denied, bad_requests;
+} ctl = {.fd = -1};
+
+static const char *const op_names[] = {"start", "stop", "restart", "scale"};
+
+/* ---- output ---- */
+
+static void client_free(struct client *c)
+{
+	if (c->op)
+		c->op->client = NULL;
+	LIST_REMOVE(c, link);
+	ctl.nclients--;
+	bufferevent_free(c->bev);
+	free(c);
+}
+
+/* Append text as lines of the given kind, cutting lines to the limit. */
+static void put_lines(struct client *c, char kind, const char *text, size_t len)
+{
+	struct evbuffer *out;
+	size_t max = CTL_LINE_MAX - 3; /* "K " and '\n' */
+
+	if (!c || c->answered)
+		return;
+	out = bufferevent_get_output(c->bev);
+	while (len) {
+		const char *nl = memchr(text, '\n', len);
+		size_t n = nl ? (size_t)(nl - text) : len;
+		size_t take = n > max ? max : n;
+		evbuffer_add_printf(out, "%c ", kind);
+		evbuffer_add(out, text, take);
+		evbuffer_add(out, "\n", 1);
+		if (take < n) {
+			text += take;
+			len -= take;
+			continue;
+		}
+		text += n + (nl ? 1 : 0);
+		len -= n + (nl ? 1 : 0);
+	}
+}
+
+static void putf(struct client *c, char kind, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void putf(struct client *c, char kind, const char *fmt, ...)
+{
+	char line[CTL_LINE_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	put_lines(c, kind, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+static void put_buffer(struct client *c, struct evbuffer *buf)
+{
+	size_t len = evbuffer_get_length(buf);
+	const char *text = (const char *)evbuffer_pullup(buf, -1);
+	if (text)
+		put_lines(c, '|', text, len);
+}
+
+/* The last line; the client is closed once it has been written. */
+static void finish(struct client *c, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void finish(struct client *c, int code, const char *fmt, ...)
+{
+	char text[CTL_LINE_MAX - 8];
+	va_list ap;
+
+	if (!c || c->answered)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	for (char *t = text; *t; t++)
+		if (*t == '\n' || (unsigned char)*t < 0x20 || (unsigned char)*t > 0x7e)
+			*t = ' ';
+	evbuffer_add_printf(bufferevent_get_output(c->bev), "= %d%s%s\n", code,
+			    text[0] ? " " : "", text);
+	c->answered = 1;
+	bufferevent_disable(c->bev, EV_READ);
+	bufferevent_enable(c->bev, EV_WRITE);
+}
+
+/* ---- operations that wait for the pool ---- */
+
+static struct slot *op_slot(const struct op_slot *os)
+{
+	return os->slot < os->prog->nslots ? os->prog->slots[os->slot] : NULL;
+}
+
+static int slot_has_workers(const struct slot *s)
+{
+	struct worker *w;
+	TAILQ_FOREACH(w, &s->prog->workers, link)
+		if (w->slot == s->index)
+			return 1;
+	return 0;
+}
+
+static struct worker *slot_running(const struct slot *s)
+{
+	struct worker *w = pool_slot_worker(s);
+	return w && w->state == WS_RUNNING ? w : NULL;
+}
+
+static void op_free(struct op *op)
+{
+	if (op->client)
+		op->client->op = NULL;
+	LIST_REMOVE(op, link);
+	free(op->s);
+	free(op);
+}
+
+static void op_end(struct op *op, int code, const char *msg)
+{
+	uint64_t ms = now_ms() - op->started_ms;
+	log_msg(code ? LOGL_WARN : LOGL_INFO, "control: %s %s in %llums%s%s",
+		op->what, code ? "failed" : "done", (unsigned long long)ms,
+		code ? ": " : "", code ? msg : "");
+	finish(op->client, code, "%s", msg);
+	op_free(op);
+}
+
+/* Waiting for a slot to have a RUNNING worker: 1 yes, 0 not yet, -1 never. */
+static int wait_running(struct op *op, struct op_slot *os, char *why, size_t size)
+{
+	struct slot *s = op_slot(os);
+	struct worker *w;
+
+	if (!s || s->removing) {
+		snprintf(why, size, "%s:%d was removed", os->prog->cfg.name, os->slot);
+		return -1;
+	}
+	if ((w = slot_running(s))) {
+		if (os->phase < 2)
+			putf(op->client, '>', "%s:%d running pid %d", os->prog->cfg.name,
+			     os->slot, (int)w->pid);
+		os->phase = 2;
+		return 1;
+	}
+	if (s->state == SLOT_FATAL) {
+		snprintf(why, size, "%s:%d is FATAL: %s", os->prog->cfg.name, os->slot,
+			 s->last_exit);
+		return -1;
+	}
+	if (s->held) {
+		snprintf(why, size, "%s:%d was stopped meanwhile", os->prog->cfg.name, os->slot);
+		return -1;
+	}
+	if (s->state == SLOT_EXITED || s->state == SLOT_STOPPED) {
+		snprintf(why, size, "%s:%d exited: %s", os->prog->cfg.name, os->slot,
+			 s->last_exit);
+		return -1;
+	}
+	if (s->state == SLOT_BACKOFF && os->phase != 3) {
+		putf(op->client, '>', "%s:%d failed to start (%s), retrying", os->prog->cfg.name,
+		     os->slot, s->last_exit);
+		os->phase = 3; /* reported; the next start attempt resets it */
+	} else if (s->state == SLOT_UP) {
+		os->phase = 1;
+	}
+	return 0;
+}
+
+/* Rolling restart of one slot: 1 done, 0 waiting, -1 failed. */
+static int restart_step(struct op *op, struct op_slot *os, char *why, size_t size)
+{
+	struct slot *s = op_slot(os);
+	const char *name = os->prog->cfg.name;
+	struct worker *w;
+
+	if (!s || s->removing) {
+		snprintf(why, size, "%s:%d was removed", name, os->slot);
+		return -1;
+	}
+	if (os->phase == 0) {
+		struct worker *old = pool_slot_worker(s);
+		os->old_pid = old ? old->pid : 0;
+		w = pool_slot_replace(s);
+		if (!w) {
+			snprintf(why, size, "%s:%d: cannot start a worker: %s", name, os->slot,
+				 s->last_exit[0] ? s->last_exit : "fork failed");
+			return -1;
+		}
+		os->new_pid = w->pid;
+		os->phase = 1;
+		if (os->old_pid)
+			putf(op->client, '>', "%s:%d started pid %d to replace pid %d", name,
+			     os->slot, (int)w->pid, (int)os->old_pid);
+		else
+			putf(op->client, '>', "%s:%d started pid %d", name, os->slot, (int)w->pid);
+	}
+	w = pool_find_pid(os->new_pid);
+	if (!w || w->prog != os->prog || w->state == WS_STOPPING || w->broken) {
+		if (os->old_pid)
+			snprintf(why, size, "%s:%d: new worker pid %d failed (%s); pid %d keeps serving",
+				 name, os->slot, (int)os->new_pid, s->last_exit, (int)os->old_pid);
+		else
+			snprintf(why, size, "%s:%d: new worker pid %d failed (%s)", name, os->slot,
+				 (int)os->new_pid, s->last_exit);
+		return -1;
+	}
+	if (w->state != WS_RUNNING)
+		return 0;
+	struct worker *old = os->old_pid ? pool_find_pid(os->old_pid) : NULL;
+	if (old && old->prog == os->prog) {
+		putf(op->client, '>', "%s:%d pid %d ready, draining pid %d", name, os->slot,
+		     (int)w->pid, (int)old->pid);
+		pool_drain_worker(old);
+	} else {
+		putf(op->client, '>', "%s:%d pid %d ready", name, os->slot, (int)w->pid);
+	}
+	os->phase = 2;
+	return 1;
+}
+
+/* Re-check one operation; returns 1 when it ended (and was freed). */
+static int op_check(struct op *op)
+{
+	char why[CTL_LINE_MAX - 16];
+	int pending = 0;
+
+	if (batond.shutting_down) {
+		op_end(op, CTL_FAILED, "batond is shutting down");
+		return 1;
+	}
+	for (int i = 0; i < op->n; i++) {
+		struct op_slot *os = &op->s[i];
+		struct slot *s = op_slot(os);
+		int r = 1;
+		if (os->phase == 2)
+			continue;
+		switch (op->kind) {
+		case OP_START:
+			r = wait_running(op, os, why, sizeof(why));
+			break;
+		case OP_STOP:
+			if (s && slot_has_workers(s)) {
+				r = 0;
+			} else {
+				putf(op->client, '>', "%s:%d stopped", os->prog->cfg.name, os->slot);
+				os->phase = 2;
+			}
+			break;
+		case OP_RESTART:
+			r = restart_step(op, os, why, sizeof(why));
+			if (r == 0) {
+				pending = 1;
+				i = op->n; /* one slot at a time */
+				continue;
+			}
+			break;
+		case OP_SCALE:
+			if (os->slot < op->target) {
+				r = wait_running(op, os, why, sizeof(why));
+			} else if (os->slot < os->prog->nslots) {
+				r = 0; /* removed when its workers are gone */
+			} else {
+				putf(op->client, '>', "%s:%d removed", os->prog->cfg.name, os->slot);
+				os->phase = 2;
+			}
+			break;
+		}
+		if (r < 0) {
+			op_end(op, CTL_FAILED, why);
+			return 1;
+		}
+		if (r == 0)
+			pending = 1;
+	}
+	if (pending)
+		return 0;
+	switch (op->kind) {
+	case OP_START:
+		op_end(op, CTL_OK, op->n == 1 ? "started" : "all started");
+		break;
+	case OP_STOP:
+		op_end(op, CTL_OK, "stopped");
+		break;
+	case OP_RESTART:
+		op_end(op, CTL_OK, "restarted");
+		break;
+	case OP_SCALE:
+		snprintf(why, sizeof(why), "%s scaled to %d", op->prog->cfg.name, op->target);
+		op_end(op, CTL_OK, why);
+		break;
+	}
+	return 1;
+}
+
+void control_pool_changed(void)
+{
+	static int busy, again;
+	struct op *op, *next;
+
+	if (busy) {
+		again = 1; /* an op's action changed the pool: loop once more */
+		return;
+	}
+	busy = 1;
+	do {
+		again = 0;
+		for (op = LIST_FIRST(&ctl.ops); op; op = next) {
+			next = LIST_NEXT(op, link);
+			op_check(op);
+			if (again)
+				break; /* the list may have changed under us */
+		}
+	} while (again);
+	busy = 0;
+}
+
+static struct op *op_new(struct client *c, enum op_kind kind, const char *name)
+{
+	struct op *op = calloc(1, sizeof(*op));
+	if (!op)
+		return NULL;
+	op->kind = kind;
+	op->client = c;
+	op->started_ms = now_ms();
+	snprintf(op->what, sizeof(op->what), "%s %s", op_names[kind], name);
+	c->op = op;
+	LIST_INSERT_HEAD(&ctl.ops, op, link);
+	return op;
+}
+
+static int op_add(struct op *op, struct program *p, int slot)
+{
+	struct op_slot *v = realloc(op->s, (op->n + 1) * sizeof(*v));
+	if (!v)
+		return -1;
+	op->s = v;
+	op->s[op->n++] = (struct op_slot){.prog = p, .slot = slot};
+	return 0;
+}
+
+/* Expand targets into the op's slots; -1 on ENOMEM. */
+static int op_add_targets(struct op *op, const struct target *t, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct program *p = t[i].prog;
+		for (int k = 0; k < p->nslots; k++)
+			if ((t[i].slot < 0 && !p->slots[k]->removing) || t[i].slot == k)
+				if (op_add(op, p, k) < 0)
+					return -1;
+	}
+	return 0;
+}
+
+/* ---- commands ---- */
+
+static int resolve(struct client *c, const char *name, struct target **t)
+{
+	char err[256];
+	int n = report_targets(name, t, err, sizeof(err));
+	if (n < 0)
+		finish(c, CTL_USAGE, "%s", err);
+	return n;
+}
+
+static void cmd_status(struct client *c, int argc, char **argv)
+{
+	struct target *all = NULL;
+	int n = 0;
+
+	for (int i = 0; i < argc; i++) {
+		struct target *t;
+		int k = resolve(c, argv[i], &t);
+		if (k < 0) {
+			free(all);
+			return;
+		}
+		struct target *v = realloc(all, (n + k) * sizeof(*v));
+		if (!v) {
+			free(t);
+			free(all);
+			finish(c, CTL_FAILED, "out of memory");
+			return;
+		}
+		all = v;
+		memcpy(all + n, t, k * sizeof(*t));
+		n += k;
+		free(t);
+	}
+	struct evbuffer *buf = evbuffer_new();
+	if (!buf) {
+		free(all);
+		finish(c, CTL_FAILED, "out of memory");
+		return;
+	}
+	int code = report_status(buf, c->json, all, n, now_ms());
+	put_buffer(c, buf);
+	evbuffer_free(buf);
+	free(all);
+	finish(c, code, "%s", code ? "not every worker is RUNNING" : "");
+}
+
+static void cmd_metrics(struct client *c)
+{
+	struct evbuffer *buf = evbuffer_new();
+	if (!buf) {
+		finish(c, CTL_FAILED, "out of memory");
+		return;
+	}
+	report_metrics(buf);
+	control_metrics(buf);
+	put_buffer(c, buf);
+	evbuffer_free(buf);
+	finish(c, CTL_OK, "%s", "");
+}
+
+static void cmd_pid(struct client *c, int argc, char **argv)
+{
+	struct target *t;
+	int n, found = 0;
+
+	if (argc == 0) {
+		putf(c, '|', c->json ? "{\"pid\":%d}" : "%d", (int)getpid());
+		finish(c, CTL_OK, "%s", "");
+		return;
+	}
+	if ((n = resolve(c, argv[0], &t)) < 0)
+		return;
+	if (c->json)
+		putf(c, '|', "[");
+	for (int i = 0; i < n; i++) {
+		struct worker *w;
+		TAILQ_FOREACH(w, &t[i].prog->workers, link) {
+			if (t[i].slot >= 0 && w->slot != t[i].slot)
+				continue;
+			if (c->json)
+				putf(c, '|', "%s{\"program\":\"%s\",\"slot\":%d,\"pid\":%d,\"state\":\"%s\"}",
+				     found ? "," : "", t[i].prog->cfg.name, w->slot, (int)w->pid,
+				     pool_state_name(w->state));
+			else
+				putf(c, '|', "%d", (int)w->pid);
+			found++;
+		}
+	}
+	if (c->json)
+		putf(c, '|', "]");
+	free(t);
+	if (found)
+		finish(c, CTL_OK, "%s", "");
+	else
+		finish(c, CTL_FAILED, "no worker process for %s", argv[0]);
+}
+
+static void cmd_signal(struct client *c, char **argv)
+{
+	struct target *t;
+	int sig = config_parse_signal(argv[1]), n, sent = 0;
+
+	if (sig <= 0) {
+		finish(c, CTL_USAGE, "unknown signal '%s' (use a name such as TERM, HUP, USR1, or a number)",
+		       argv[1]);
+		return;
+	}
+	if ((n = resolve(c, argv[0], &t)) < 0)
+		return;
+	for (int i = 0; i < n; i++) {
+		struct worker *w;
+		TAILQ_FOREACH(w, &t[i].prog->workers, link) {
+			if (t[i].slot >= 0 && w->slot != t[i].slot)
+				continue;
+			if (kill(-w->pid, sig) == 0 || kill(w->pid, sig) == 0) {
+				putf(c, '>', "%s:%d pid %d: SIG%s", t[i].prog->cfg.name, w->slot,
+				     (int)w->pid, config_signal_name(sig));
+				sent++;
+			}
+		}
+	}
+	free(t);
+	log_info("control: signal %s %s uid=%d workers=%d", argv[0], config_signal_name(sig),
+		 (int)c->uid, sent);
+	if (sent)
+		finish(c, CTL_OK, "sent SIG%s to %d worker%s", config_signal_name(sig), sent,
+		       sent == 1 ? "" : "s");
+	else
+		finish(c, CTL_FAILED, "no worker process for %s", argv[0]);
+}
+
+static void cmd_drain(struct client *c, char **argv)
+{
+	struct target *t;
+	int n, drained = 0;
+
+	if ((n = resolve(c, argv[0], &t)) < 0)
+		return;
+	for (int i = 0; i < n; i++)
+		for (int k = 0; k < t[i].prog->nslots; k++) {
+			struct slot *s = t[i].prog->slots[k];
+			if (t[i].slot >= 0 && t[i].slot != k)
+				continue;
+			drained += pool_slot_live(s);
+			pool_slot_hold(s);
+		}
+	free(t);
+	log_info("control: drain %s uid=%d workers=%d", argv[0], (int)c->uid, drained);
+	finish(c, CTL_OK, "draining %d worker%s; they stay down until started", drained,
+	       drained == 1 ? "" : "s");
+}
+
+/* start, stop, restart: an op over the target's slots. */
+static void cmd_slots(struct client *c, enum op_kind kind, const char *name)
+{
+	struct target *t;
+	int n;
+
+	if ((n = resolve(c, name, &t)) < 0)
+		return;
+	struct op *op = op_new(c, kind, name);
+	if (!op || op_add_targets(op, t, n) < 0) {
+		free(t);
+		if (op)
+			op_free(op);
+		finish(c, CTL_FAILED, "out of memory");
+		return;
+	}
+	free(t);
+	log_info("control: %s uid=%d slots=%d", op->what, (int)c->uid, op->n);
+	for (int i = 0; i < op->n; i++) {
+		struct slot *s = op_slot(&op->s[i]);
+		if (kind == OP_START && pool_slot_start(s))
+			putf(c, '>', "%s:%d starting", op->s[i].prog->cfg.name, op->s[i].slot);
+		else if (kind == OP_STOP) {
+			if (pool_slot_live(s) || slot_has_workers(s))
+				putf(c, '>', "%s:%d draining", op->s[i].prog->cfg.name, op->s[i].slot);
+			pool_slot_hold(s);
+		}
+	}
+	control_pool_changed();
+}
+
+static void cmd_scale(struct client *c, char **argv)
+{
+	struct program *p;
+	char *end;
+	long n;
+
+	if (strchr(argv[0], ':') || strcmp(argv[0], "all") == 0) {
+		finish(c, CTL_USAGE, "scale takes a program name, not '%s'", argv[0]);
+		return;
+	}
+	if (!(p = pool_find(argv[0]))) {
+		finish(c, CTL_USAGE, "no such program '%s'", argv[0]);
+		return;
+	}
+	errno = 0;
+	n = strtol(argv[1], &end, 10);
+	if (errno || *end || !argv[1][0] || argv[1][0] == '+' || n < 0 || n > 1024) {
+		finish(c, CTL_USAGE, "scale: want a number of workers 0..1024, got '%s'", argv[1]);
+		return;
+	}
+	int before = pool_nslots_active(p);
+	struct op *op = op_new(c, OP_SCALE, argv[0]);
+	if (!op) {
+		finish(c, CTL_FAILED, "out of memory");
+		return;
+	}
+	op->prog = p;
+	op->target = (int)n;
+	if (pool_scale(p, (int)n) < 0) {
+		op_end(op, CTL_FAILED, "out of memory");
+		return;
+	}
+	int hi = p->nslots > n ? p->nslots : (int)n;
+	for (int i = 0; i < hi; i++)
+		if ((i >= before || i >= n) && op_add(op, p, i) < 0) {
+			op_end(op, CTL_FAILED, "out of memory");
+			return;
+		}
+	log_info("control: scale %s from %d to %ld uid=%d", p->cfg.name, before, n, (int)c->uid);
+	putf(c, '>', "%s: %d -> %ld workers", p->cfg.name, before, n);
+	control_pool_changed();
+}
+
+static void cmd_help(struct client *c, int argc, char **argv)
+{
+	char line[256];
+	if (argc == 1) {
+		const struct ctl_command *cmd = ctl_find(argv[0]);
+		if (!cmd) {
+			finish(c, CTL_USAGE, "no such command '%s'", argv[0]);
+			return;
+		}
+		putf(c, '|', "usage: batonctl %s", cmd->usage);
+		putf(c, '|', "%s", cmd->help);
+		finish(c, CTL_OK, "%s", "");
+		return;
+	}
+	for (const struct ctl_command *cmd = ctl_commands; cmd->name; cmd++) {
+		ctl_help_line(cmd, line, sizeof(line));
+		putf(c, '|', "%s", line);
+	}
+	putf(c, '|', "%s", CTL_NAME_HELP);
+	finish(c, CTL_OK, "%s", "");
+}
+
+static void run_request(struct client *c, struct ctl_request *req)
+{
+	const struct ctl_command *cmd = ctl_find(req->argv[0]);
+	char err[256];
+	int nargs = req->argc - 1;
+	char **args = req->argv + 1;
+
+	c->json = req->json;
+	ctl.requests++;
+	if (!cmd) {
+		finish(c, CTL_USAGE, "unknown command '%s' (try help)", req->argv[0]);
+		return;
+	}
+	if (ctl_check_args(cmd, nargs, err, sizeof(err)) < 0) {
+		finish(c, CTL_USAGE, "%s", err);
+		return;
+	}
+	if (!cmd->read_only && c->access != ACCESS_FULL) {
+		log_warn("control: refused '%s' to read-only client uid=%d pid=%d", cmd->name,
+			 (int)c->uid, (int)c->pid);
+		finish(c, CTL_DENIED, "permission denied: '%s' needs more than read-only access",
+		       cmd->name);
+		return;
+	}
+	if (batond.shutting_down && !cmd->read_only) {
+		finish(c, CTL_FAILED, "batond is shutting down");
+		return;
+	}
+	if (strcmp(cmd->name, "status") == 0)
+		cmd_status(c, nargs, args);
+	else if (strcmp(cmd->name, "metrics") == 0)
+		cmd_metrics(c);
+	else if (strcmp(cmd->name, "version") == 0) {
+		if (c->json)
+			putf(c, '|', "{\"version\":\"%s\",\"control\":\"%s\",\"worker_protocol\":%d}",
+			     BATON_VERSION, CTL_VERSION, PROTO_VERSION);
+		else
+			putf(c, '|', "batond %s (control %s, worker protocol %d)", BATON_VERSION,
+			     CTL_VERSION, PROTO_VERSION);
+		finish(c, CTL_OK, "%s", "");
+	} else if (strcmp(cmd->name, "pid") == 0)
+		cmd_pid(c, nargs, args);
+	else if (strcmp(cmd->name, "help") == 0)
+		cmd_help(c, nargs, args);
+	else if (strcmp(cmd->name, "start") == 0)
+		cmd_slots(c, OP_START, args[0]);
+	else if (strcmp(cmd->name, "stop") == 0)
+		cmd_slots(c, OP_STOP, args[0]);
+	else if (strcmp(cmd->name, "restart") == 0)
+		cmd_slots(c, OP_RESTART, args[0]);
+	else if (strcmp(cmd->name, "scale") == 0)
+		cmd_scale(c, args);
+	else if (strcmp(cmd->name, "drain") == 0)
+		cmd_drain(c, args);
+	else if (strcmp(cmd->name, "signal") == 0)
+		cmd_signal(c, args);
+	else if (strcmp(cmd->name, "shutdown") == 0) {
+		log_info("control: shutdown uid=%d pid=%d", (int)c->uid, (int)c->pid);
+		finish(c, CTL_OK, "shutting down: draining workers");
+		batond_shutdown("control");
+	} else
+		finish(c, CTL_FAILED, "'%s' is not implemented", cmd->name);
+}
+
+/* ---- connections ---- */
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer_ptr eol = evbuffer_search(in, "\n", 1, NULL);
+	struct ctl_request req;
+	char line[CTL_LINE_MAX], err[256];
+
+	if (c->answered || c->op)
+		return; /* one request per connection: the rest is ignored */
+	if (eol.pos < 0) {
+		if (evbuffer_get_length(in) >= CTL_LINE_MAX) {
+			ctl.bad_requests++;
+			finish(c, CTL_USAGE, "request longer than %d bytes", CTL_LINE_MAX);
+		}
+		return;
+	}
+	size_t len = (size_t)eol.pos + 1;
+	if (len > CTL_LINE_MAX) {
+		ctl.bad_requests++;
+		finish(c, CTL_USAGE, "request longer than %d bytes", CTL_LINE_MAX);
+		return;
+	}
+	evbuffer_remove(in, line, len);
+	bufferevent_disable(bev, EV_READ);
+	if (ctl_parse_request(line, len, &req, err, sizeof(err)) < 0) {
+		ctl.bad_requests++;
+		log_debug("control: bad request uid=%d pid=%d error=\"%s\"", (int)c->uid,
+			  (int)c->pid, err);
+		finish(c, CTL_USAGE, "bad request: %s", err);
+		return;
+	}
+	run_request(c, &req);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+	(void)bev;
+	if (c->answered)
+		client_free(c);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct client *c = arg;
+	(void)bev;
+	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !c->answered && !c->op) {
+		/* Silent or half a request: tell it, then let it go. */
+		ctl.bad_requests++;
+		finish(c, CTL_USAGE, "no complete request within %d s",
+		       CONTROL_REQUEST_TIMEOUT_MS / 1000);
+		bufferevent_set_timeouts(c->bev, NULL, &(struct timeval){1, 0});
+		return;
+	}
+	if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING) && !c->answered && !c->op &&
+	    evbuffer_get_length(bufferevent_get_input(bev)) == 0) {
+		client_free(c); /* left without asking anything */
+		return;
+	}
+	if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING) && !c->answered) {
+		/* A half-closed client may still read the answer. */
+		bufferevent_disable(bev, EV_READ);
+		if (!c->op)
+			finish(c, CTL_USAGE, "request not terminated by a newline");
+		return;
+	}
+	client_free(c); /* error, write timeout, or gone */
+}
+
+static enum access peer_access(uid_t uid, gid_t gid)
+{
+	if (uid == 0 || uid == geteuid())
+		return ACCESS_FULL;
+	if (!ctl.have_group)
+		return ACCESS_NONE;
+	int member = gid == ctl.group;
+	if (!member) {
+		struct passwd *pw = getpwuid(uid);
+		gid_t groups[256];
+		int ng = 256;
+		if (pw && getgrouplist(pw->pw_name, pw->pw_gid, groups, &ng) >= 0)
+			for (int i = 0; i < ng && !member; i++)
+				member = groups[i] == ctl.group;
+	}
+	if (!member)
+		return ACCESS_NONE;
+	return ctl.group_write ? ACCESS_FULL : ACCESS_READ;
+}
+
+static void refuse(int fd, const char *line)
+{
+	ssize_t r = send(fd, line, strlen(line), MSG_DONTWAIT | MSG_NOSIGNAL);
+	(void)r;
+	close(fd);
+}
+
+static void on_accept(evutil_socket_t fd, short what, void *arg)
+{
+	(void)what;
+	(void)arg;
+	for (int i = 0; i < 16; i++) {
+		int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (cfd < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				log_warn("control: accept: %s", strerror(errno));
+			return;
+		}
+		struct ucred cred;
+		socklen_t len = sizeof(cred);
+		if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+			close(cfd);
+			continue;
+		}
+		enum access access = peer_access(cred.uid, cred.gid);
+		if (access == ACCESS_NONE) {
+			ctl.refused_denied++;
+			log_warn("control: permission denied uid=%d gid=%d pid=%d", (int)cred.uid,
+				 (int)cred.gid, (int)cred.pid);
+			refuse(cfd, "= 4 permission denied: this uid may not use batond's control socket\n");
+			continue;
+		}
+		if (ctl.nclients >= CONTROL_CLIENTS_MAX) {
+			ctl.refused_busy++;
+			log_warn("control: too many clients, refused uid=%d pid=%d max=%d",
+				 (int)cred.uid, (int)cred.pid, CONTROL_CLIENTS_MAX);
+			refuse(cfd, "= 1 batond is busy: too many control clients, try again\n");
+			continue;
+		}
+		struct client *c = calloc(1, sizeof(*c));
+		if (c)
+			c->bev = bufferevent_socket_new(batond.base, cfd, BEV_OPT_CLOSE_ON_FREE);
+		if (!c || !c->bev) {
+			free(c);
+			close(cfd);
+			continue;
+		}
+		c->uid = cred.uid;
+		c->pid = cred.pid;
+		c->access = access;
+		LIST_INSERT_HEAD(&ctl.clients, c, link);
+		ctl.nclients++;
+		struct timeval rt = {CONTROL_REQUEST_TIMEOUT_MS / 1000, 0};
+		struct timeval wt = {CONTROL_WRITE_TIMEOUT_MS / 1000, 0};
+		bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+		bufferevent_set_timeouts(c->bev, &rt, &wt);
+		bufferevent_setwatermark(c->bev, EV_READ, 0, CTL_LINE_MAX + 1);
+		bufferevent_enable(c->bev, EV_READ);
+	}
+}
+
+int control_open(const struct cfg_baton *cfg, char *err, size_t errlen)
+{
+	struct sockaddr_un un = {.sun_family = AF_UNIX};
+	struct stat st;
+
+	LIST_INIT(&ctl.clients);
+	LIST_INIT(&ctl.ops);
+	if (strlen(cfg->control) >= sizeof(un.sun_path)) {
+		snprintf(err, errlen, "control socket path too long: %s", cfg->control);
+		return -1;
+	}
+	if (cfg->control_group[0]) {
+		struct group *gr = getgrnam(cfg->control_group);
+		if (!gr) {
+			snprintf(err, errlen, "control_group: no such group '%s'", cfg->control_group);
+			return -1;
+		}
+		ctl.group = gr->gr_gid;
+		ctl.have_group = 1;
+		ctl.group_write = cfg->control_group_write;
+	}
+	strcpy(un.sun_path, cfg->control);
+	/* Like systemd's RuntimeDirectory=: create the directory if it is the
+	 * only thing missing (/run/baton on a fresh boot). */
+	char dir[sizeof(un.sun_path)];
+	strcpy(dir, un.sun_path);
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = 0;
+		if (mkdir(dir, 0755) == 0)
+			log_info("created directory for the control socket path=%s", dir);
+		else if (errno != EEXIST) {
+			snprintf(err, errlen, "control socket directory %s: %s", dir, strerror(errno));
+			return -1;
+		}
+	}
+	if (listener_unix_reclaim(un.sun_path, "control", err, errlen) < 0)
+		return -1;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	/* Create the file with no access, then open it up as configured. */
+	mode_t old = umask(0777);
+	int rc = bind(fd, (struct sockaddr *)&un, sizeof(un));
+	umask(old);
+	if (rc < 0) {
+		snprintf(err, errlen, "bind %s: %s", un.sun_path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	ctl.fd = fd;
+	snprintf(ctl.path, sizeof(ctl.path), "%s", un.sun_path);
+	if (stat(un.sun_path, &st) == 0) {
+		ctl.dev = st.st_dev;
+		ctl.ino = st.st_ino;
+	}
+	if (chmod(un.sun_path, cfg->control_mode) < 0 ||
+	    (ctl.have_group && chown(un.sun_path, (uid_t)-1, ctl.group) < 0) ||
+	    listen(fd, 64) < 0) {
+		snprintf(err, errlen, "control socket %s: %s", un.sun_path, strerror(errno));
+		control_close();
+		return -1;
+	}
+	ctl.ev = event_new(batond.base, fd, EV_READ | EV_PERSIST, on_accept, NULL);
+	if (!ctl.ev || event_add(ctl.ev, NULL) < 0)
+		fatal("out of memory");
+	log_info("control socket path=%s mode=%04o%s%s", un.sun_path, cfg->control_mode,
+		 ctl.have_group ? " group=" : "", ctl.have_group ? cfg->control_group : "");
+	return 0;
+}
+
+void control_shutdown(void)
+{
+	struct op *op;
+	while ((op = LIST_FIRST(&ctl.ops)))
+		op_end(op, CTL_FAILED, "batond is shutting down");
+}
+
+void control_close(void)
+{
+	struct client *c;
+
+	control_shutdown();
+	while ((c = LIST_FIRST(&ctl.clients))) {
+		/* Answered clients get what is buffered, best effort. */
+		struct evbuffer *out = bufferevent_get_output(c->bev);
+		evbuffer_write(out, bufferevent_getfd(c->bev));
+		client_free(c);
+	}
+	if (ctl.ev)
+		event_free(ctl.ev);
+	ctl.ev = NULL;
+	if (ctl.fd >= 0) {
+		close(ctl.fd);
+		ctl.fd = -1;
+		listener_unix_unlink(ctl.path, ctl.dev, ctl.ino);
+	}
+}
+
+void control_metrics(struct evbuffer *out)
+{
+	evbuffer_add_printf(out,
+			    "# HELP baton_control_clients Control socket clients connected now.\n"
+			    "# TYPE baton_control_clients gauge\n"
+			    "baton_control_clients %d\n"
+			    "# HELP baton_control_requests_total Control requests parsed.\n"
+			    "# TYPE baton_control_requests_total counter\n"
+			    "baton_control_requests_total %llu\n"
+			    "# HELP baton_control_refused_total Control clients refused or cut off.\n"
+			    "# TYPE baton_control_refused_total counter\n"
+			    "baton_control_refused_total{reason=\"busy\"} %llu\n"
+			    "baton_control_refused_total{reason=\"denied\"} %llu\n"
+			    "baton_control_refused_total{reason=\"bad_request\"} %llu\n",
+			    ctl.nclients, (unsigned long long)ctl.requests,
+			    (unsigned long long)ctl.refused_busy,
+			    (unsigned long long)ctl.refused_denied,
+			    (unsigned long long)ctl.bad_requests);
+}
