@@ -233,3 +233,34 @@ class Load:
         for t in self.threads:
             t.join(30)
         return self.ok, self.errors
+
+
+TESTS = []
+
+
+def test(fn):
+    """Register an integration test: fn(td) gets its own TestDir."""
+    TESTS.append(fn)
+    return fn
+
+
+def web_config(extra_listeners="", workers=2, command="@BIN@/baton-http", program_extra=""):
+    """A config with one program 'web'; program_extra lines override the
+    test defaults below (a key may appear only once in a section)."""
+    keys = {"command": command, "workers": str(workers), "ready_timeout": "5s",
+            "drain_timeout": "5s", "stop_timeout": "2s", "backoff": "50ms"}
+    for line in program_extra.strip().splitlines():
+        k, _, v = line.partition("=")
+        keys[k.strip()] = v.strip()
+    program = "\n".join(f"{k} = {v}" for k, v in keys.items())
+    return f"""
+[baton]
+log_level = info
+
+[listener:v4]
+address = tcp:127.0.0.1:0
+program = web
+{extra_listeners}
+[program:web]
+{program}
+"""

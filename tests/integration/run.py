@@ -14,38 +14,9 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (BIN, ROOT, Batond, Load, TestDir, bin_path, http_get,  # noqa: E402
-                     pid_alive, read_response, wait_until)
-
-TESTS = []
-
-
-def test(fn):
-    TESTS.append(fn)
-    return fn
-
-
-def web_config(extra_listeners="", workers=2, command="@BIN@/baton-http", program_extra=""):
-    """A config with one program 'web'; program_extra lines override the
-    test defaults below (a key may appear only once in a section)."""
-    keys = {"command": command, "workers": str(workers), "ready_timeout": "5s",
-            "drain_timeout": "5s", "stop_timeout": "2s", "backoff": "50ms"}
-    for line in program_extra.strip().splitlines():
-        k, _, v = line.partition("=")
-        keys[k.strip()] = v.strip()
-    program = "\n".join(f"{k} = {v}" for k, v in keys.items())
-    return f"""
-[baton]
-log_level = info
-
-[listener:v4]
-address = tcp:127.0.0.1:0
-program = web
-{extra_listeners}
-[program:web]
-{program}
-"""
-
+from harness import (BIN, ROOT, TESTS, Batond, Load, TestDir, bin_path, http_get,  # noqa: E402
+                     pid_alive, read_response, test, wait_until, web_config)
+import control_tests  # noqa: E402,F401  (registers the batonctl tests)
 
 def run(args, **kw):
     return subprocess.run(args, capture_output=True, text=True, timeout=30, **kw)

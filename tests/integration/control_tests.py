@@ -1,0 +1,1 @@
+"""batonctl and the control socket: real batonctl against a real batond."""
