@@ -539,6 +539,38 @@ def worker_flags_bad_input(td):
         assert r.returncode == 1 and "--listen" in r.stderr, (bad, r)
 
 
+@test
+def unacked_conn_requeued_then_queue_timeout(td):
+    """A worker dies holding an unacked connection: it goes back to the
+    queue; with no ready worker for longer than queue_timeout it is closed
+    and counted as dropped."""
+    flag = os.path.join(td.path, "first")
+    script = td.file("w.sh", f"""#!/bin/sh
+if [ ! -e {flag} ]; then
+  touch {flag}
+  exec python3 -c 'import socket,struct,sys; s=socket.socket(fileno=3); s.send(struct.pack("<HHIII",100,1,16,0,0)); socket.recv_fds(s, 4096, 16); sys.exit(1)'
+fi
+exec {bin_path('baton-http')} --ready-delay 3000
+""", 0o755)
+    b = Batond(td, web_config(command=script, workers=1,
+                              program_extra="queue_timeout = 300ms\nready_timeout = 10s\nbackoff = 10ms"),
+               wait_ready=1)
+    c = socket.create_connection(("127.0.0.1", b.port("v4")), timeout=10)
+    c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    b.wait_log(r"worker exited program=web slot=0 pid=\d+ exit=1 state=\S+ unacked=1", 10)
+    try:
+        data = c.recv(100)
+    except ConnectionResetError:
+        data = b""
+    assert data == b"", data  # closed unserved, not answered
+    b.wait_log(r"closed connections no worker could take program=web count=1", 5)
+    c.close()
+    b.wait_ready(2, 15)  # the replacement comes up and serves
+    assert http_get(("127.0.0.1", b.port("v4")))[0] == 200
+    assert b.stop() == 0
+    assert "accepted=2 handed=2 acked=1 redispatched=1 dropped=1" in b.log(), b.tail()
+
+
 def main():
     only = sys.argv[sys.argv.index("-k") + 1] if "-k" in sys.argv else None
     passed = failed = 0
