@@ -158,9 +158,11 @@ static void socket_from_config(const char *path, char *out, size_t size)
 
 	struct ini_control ic = {.here = here};
 	int rc = ini_parse_file(f, control_key, &ic);
+	int rerr = ferror(f) ? errno : 0;
 	fclose(f);
-	if (rc < 0)
-		die(CTL_USAGE, "cannot read %s", path);
+	if (rc < 0 || rerr)
+		die(CTL_USAGE, "cannot read %s: %s", path,
+		    rerr ? strerror(rerr) : "out of memory");
 	if (!ic.found) {
 		snprintf(out, size, "%s", DEFAULT_SOCKET);
 		return;

@@ -985,7 +985,12 @@ void control_close(void)
 	while ((c = LIST_FIRST(&ctl.clients))) {
 		/* Answered clients get what is buffered, best effort. */
 		struct evbuffer *out = bufferevent_get_output(c->bev);
-		evbuffer_write(out, bufferevent_getfd(c->bev));
+		char buf[4096];
+		evbuffer_unfreeze(out, 1); /* bufferevent keeps its start frozen */
+		ev_ssize_t n = evbuffer_copyout(out, buf, sizeof(buf));
+		if (n > 0 && send(bufferevent_getfd(c->bev), buf, (size_t)n,
+				  MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+			log_debug("control: last answer lost: %s", strerror(errno));
 		client_free(c);
 	}
 	if (ctl.ev)
