@@ -14,6 +14,8 @@ const struct ctl_command ctl_commands[] = {
 	 "rolling replacement, one worker at a time, never all at once"},
 	{"scale", 2, 2, 0, 1, "scale NAME N",
 	 "add workers or drain the extra ones to reach N"},
+	{"upgrade", 1, 2, 0, 1, "upgrade [--abort] NAME",
+	 "rolling upgrade to a new generation, upgrade_batch at a time; rolls back on failure"},
 	{"drain", 1, 1, 0, 0, "drain NAME",
 	 "stop giving the workers connections; they finish and exit; returns at once"},
 	{"signal", 2, 2, 0, 0, "signal NAME SIG",

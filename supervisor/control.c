@@ -50,7 +50,7 @@ struct op_slot {
 	pid_t old_pid, new_pid;
 };
 
-enum op_kind { OP_START, OP_STOP, OP_RESTART, OP_SCALE };
+enum op_kind { OP_START, OP_STOP, OP_RESTART, OP_SCALE, OP_UPGRADE };
 
 struct op {
 	LIST_ENTRY(op) link;
@@ -59,8 +59,12 @@ struct op {
 	char what[64];         /* "restart web", for logs */
 	struct op_slot *s;
 	int n;
-	struct program *prog; /* scale */
+	struct program *prog; /* scale, upgrade */
 	int target;           /* scale */
+	/* upgrade */
+	int old_gen, new_gen, batch, cursor;
+	int rolling_back, aborted;
+	char failure[CTL_LINE_MAX - 64];
 	uint64_t started_ms;
 };
 
@@ -78,7 +82,7 @@ static struct {
 	uint64_t requests, refused_busy, refused_denied, bad_requests;
 } ctl = {.fd = -1};
 
-static const char *const op_names[] = {"start", "stop", "restart", "scale"};
+static const char *const op_names[] = {"start", "stop", "restart", "scale", "upgrade"};
 
 /* ---- output ---- */
 
@@ -259,7 +263,7 @@ static int restart_step(struct op *op, struct op_slot *os, char *why, size_t siz
 	if (os->phase == 0) {
 		struct worker *old = pool_slot_worker(s);
 		os->old_pid = old ? old->pid : 0;
-		w = pool_slot_replace(s);
+		w = pool_slot_replace(s, s->generation);
 		if (!w) {
 			snprintf(why, size, "%s:%d: cannot start a worker: %s", name, os->slot,
 				 s->last_exit[0] ? s->last_exit : "fork failed");
@@ -298,6 +302,8 @@ static int restart_step(struct op *op, struct op_slot *os, char *why, size_t siz
 }
 
 /* Re-check one operation; returns 1 when it ended (and was freed). */
+static int upgrade_check(struct op *op);
+
 static int op_check(struct op *op)
 {
 	char why[CTL_LINE_MAX - 16];
@@ -307,6 +313,8 @@ static int op_check(struct op *op)
 		op_end(op, CTL_FAILED, "batond is shutting down");
 		return 1;
 	}
+	if (op->kind == OP_UPGRADE)
+		return upgrade_check(op);
 	for (int i = 0; i < op->n; i++) {
 		struct op_slot *os = &op->s[i];
 		struct slot *s = op_slot(os);
@@ -332,6 +340,8 @@ static int op_check(struct op *op)
 				i = op->n; /* one slot at a time */
 				continue;
 			}
+			break;
+		case OP_UPGRADE:
 			break;
 		case OP_SCALE:
 			if (os->slot < op->target) {
@@ -366,6 +376,8 @@ static int op_check(struct op *op)
 	case OP_SCALE:
 		snprintf(why, sizeof(why), "%s scaled to %d", op->prog->cfg.name, op->target);
 		op_end(op, CTL_OK, why);
+		break;
+	case OP_UPGRADE:
 		break;
 	}
 	return 1;
@@ -428,6 +440,295 @@ static int op_add_targets(struct op *op, const struct target *t, int n)
 					return -1;
 	}
 	return 0;
+}
+
+
+/*
+ * Rolling upgrade.  Slots go in batches of upgrade_batch: start a worker
+ * of the new generation next to each old one, wait until all of the batch
+ * are ready, then drain the old ones and go on.  If a new worker fails
+ * (exits, or is not ready within ready_timeout) or --abort is asked, roll
+ * back: new workers still starting are stopped, and every slot already
+ * switched gets a worker of the old generation again (the new one is
+ * drained once that is ready).  Phases of an op_slot: 0 old serving,
+ * 1 new starting, 2 switched to new, 4 old-generation worker starting
+ * again, 5 back on old.
+ */
+static void upgrade_fail(struct op *op, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void upgrade_fail(struct op *op, const char *fmt, ...)
+{
+	va_list ap;
+	if (op->rolling_back)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(op->failure, sizeof(op->failure), fmt, ap);
+	va_end(ap);
+	op->rolling_back = 1;
+	putf(op->client, '>', "%s; rolling back to generation %d", op->failure, op->old_gen);
+	log_warn("upgrade failed program=%s generation=%d reason=\"%s\"; rolling back",
+		 op->prog->cfg.name, op->new_gen, op->failure);
+	for (int i = 0; i < op->n; i++) {
+		struct op_slot *os = &op->s[i];
+		struct worker *w;
+		if (os->phase == 1 && (w = pool_find_pid(os->new_pid)) && w->prog == op->prog) {
+			w->replacement = 1; /* its exit must not restart the slot */
+			pool_stop_worker(w);
+		}
+		if (os->phase == 1)
+			os->phase = 0;
+	}
+}
+
+static int new_gen_left(const struct op *op)
+{
+	struct worker *w;
+	int n = 0;
+	TAILQ_FOREACH(w, &op->prog->workers, link)
+		n += w->generation == op->new_gen;
+	return n;
+}
+
+static int upgrade_rollback(struct op *op)
+{
+	char why[CTL_LINE_MAX - 16];
+	int pending = 0;
+
+	for (int i = 0; i < op->n; i++) {
+		struct op_slot *os = &op->s[i];
+		struct slot *s = op_slot(os);
+		struct worker *w;
+		if (!s || (os->phase != 2 && os->phase != 4))
+			continue;
+		if (os->phase == 2) {
+			struct worker *cur = pool_slot_worker(s);
+			os->old_pid = cur ? cur->pid : 0;
+			w = pool_slot_replace(s, op->old_gen);
+			if (!w) {
+				snprintf(why, sizeof(why), "%s; rollback failed too: cannot start %s:%d",
+					 op->failure, op->prog->cfg.name, os->slot);
+				op->prog->upgrades[UPGRADE_FAILED]++;
+				op_end(op, CTL_FAILED, why);
+				return 1;
+			}
+			os->new_pid = w->pid;
+			os->phase = 4;
+			putf(op->client, '>', "%s:%d started pid %d (generation %d) to replace pid %d",
+			     op->prog->cfg.name, os->slot, (int)w->pid, op->old_gen, (int)os->old_pid);
+		}
+		w = pool_find_pid(os->new_pid);
+		if (!w || w->prog != op->prog || w->state == WS_STOPPING || w->broken) {
+			snprintf(why, sizeof(why), "%s; rollback failed too: %s:%d: %s", op->failure,
+				 op->prog->cfg.name, os->slot, s->last_exit);
+			op->prog->upgrades[UPGRADE_FAILED]++;
+			op_end(op, CTL_FAILED, why);
+			return 1;
+		}
+		if (w->state != WS_RUNNING) {
+			pending = 1;
+			continue;
+		}
+		struct worker *newer = pool_find_pid(os->old_pid);
+		if (newer && newer->prog == op->prog)
+			pool_drain_worker(newer);
+		s->generation = op->old_gen;
+		os->phase = 5;
+		putf(op->client, '>', "%s:%d back on generation %d, pid %d", op->prog->cfg.name,
+		     os->slot, op->old_gen, (int)w->pid);
+	}
+	if (pending || new_gen_left(op))
+		return 0; /* wait until no worker of the new generation is left */
+	op->prog->upgrades[op->aborted ? UPGRADE_ABORTED : UPGRADE_FAILED]++;
+	snprintf(why, sizeof(why), "upgrade of %s %s: %s; generation %d serves at full count",
+		 op->prog->cfg.name, op->aborted ? "aborted" : "failed", op->failure, op->old_gen);
+	op_end(op, CTL_FAILED, why);
+	return 1;
+}
+
+static int upgrade_check(struct op *op)
+{
+	struct program *p = op->prog;
+
+	if (op->rolling_back)
+		return upgrade_rollback(op);
+	while (op->cursor < op->n) {
+		int end = op->cursor + op->batch, waiting = 0;
+		if (end > op->n)
+			end = op->n;
+		for (int i = op->cursor; i < end; i++) {
+			struct op_slot *os = &op->s[i];
+			struct slot *s = op_slot(os);
+			struct worker *w;
+			if (!s || s->removing) {
+				upgrade_fail(op, "%s:%d was removed during the upgrade", p->cfg.name, os->slot);
+				return upgrade_rollback(op);
+			}
+			if (os->phase == 0) {
+				struct worker *old = pool_slot_worker(s);
+				os->old_pid = old ? old->pid : 0;
+				w = pool_slot_replace(s, op->new_gen);
+				if (!w) {
+					upgrade_fail(op, "%s:%d: cannot start a worker", p->cfg.name, os->slot);
+					return upgrade_rollback(op);
+				}
+				os->new_pid = w->pid;
+				os->phase = 1;
+				putf(op->client, '>', "%s:%d started pid %d (generation %d)%s", p->cfg.name,
+				     os->slot, (int)w->pid, op->new_gen, old ? "" : ", slot had no worker");
+			}
+			w = pool_find_pid(os->new_pid);
+			if (!w || w->prog != p || w->state == WS_STOPPING || w->broken) {
+				upgrade_fail(op, "%s:%d: new worker pid %d failed: %s", p->cfg.name,
+					     os->slot, (int)os->new_pid, s->last_exit);
+				return upgrade_rollback(op);
+			}
+			if (w->state != WS_RUNNING)
+				waiting = 1;
+		}
+		if (waiting)
+			return 0;
+		/* The whole batch is ready: now the old ones may go. */
+		for (int i = op->cursor; i < end; i++) {
+			struct op_slot *os = &op->s[i];
+			struct worker *old = os->old_pid ? pool_find_pid(os->old_pid) : NULL;
+			struct slot *s = op_slot(os);
+			s->generation = op->new_gen;
+			os->phase = 2;
+			if (old && old->prog == p) {
+				pool_drain_worker(old);
+				putf(op->client, '>', "%s:%d pid %d ready, draining pid %d", p->cfg.name,
+				     os->slot, (int)os->new_pid, (int)old->pid);
+			} else {
+				putf(op->client, '>', "%s:%d pid %d ready", p->cfg.name, os->slot,
+				     (int)os->new_pid);
+			}
+		}
+		op->cursor = end;
+	}
+	p->generation = op->new_gen;
+	p->upgrades[UPGRADE_OK]++;
+	char msg[128];
+	snprintf(msg, sizeof(msg), "%s upgraded to generation %d", p->cfg.name, op->new_gen);
+	op_end(op, CTL_OK, msg);
+	return 1;
+}
+
+static struct op *upgrade_of(const struct program *p)
+{
+	struct op *op;
+	LIST_FOREACH(op, &ctl.ops, link)
+		if (op->kind == OP_UPGRADE && op->prog == p)
+			return op;
+	return NULL;
+}
+
+/* Is p busy with an operation that must not be mixed with another? */
+static struct op *busy_with(const struct program *p)
+{
+	struct op *op;
+	LIST_FOREACH(op, &ctl.ops, link) {
+		if (op->prog == p && (op->kind == OP_UPGRADE || op->kind == OP_SCALE))
+			return op;
+		if (op->kind == OP_RESTART)
+			for (int i = 0; i < op->n; i++)
+				if (op->s[i].prog == p)
+					return op;
+	}
+	return NULL;
+}
+
+/* Start an upgrade of p; c may be NULL (SIGUSR2).  0, or -1 with err. */
+static int upgrade_start(struct client *c, struct program *p, char *err, size_t errlen)
+{
+	struct op *op, *busy = busy_with(p);
+
+	if (busy) {
+		snprintf(err, errlen, "%s is busy: %s is in progress%s", p->cfg.name, busy->what,
+			 busy->kind == OP_UPGRADE ? " (batonctl upgrade --abort to roll it back)" : "");
+		return -1;
+	}
+	if (c) {
+		op = op_new(c, OP_UPGRADE, p->cfg.name);
+	} else if ((op = calloc(1, sizeof(*op)))) {
+		op->kind = OP_UPGRADE;
+		op->started_ms = now_ms();
+		snprintf(op->what, sizeof(op->what), "upgrade %s", p->cfg.name);
+		LIST_INSERT_HEAD(&ctl.ops, op, link);
+	}
+	if (!op) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	op->prog = p;
+	op->old_gen = p->generation;
+	op->new_gen = p->generation + 1;
+	op->batch = (int)p->cfg.upgrade_batch > 0 ? (int)p->cfg.upgrade_batch : 1;
+	for (int i = 0; i < p->nslots; i++)
+		if (!p->slots[i]->removing && op_add(op, p, i) < 0) {
+			op_free(op);
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+	if (op->n == 0) {
+		op_free(op);
+		snprintf(err, errlen, "%s has no workers to upgrade", p->cfg.name);
+		return -1;
+	}
+	log_info("upgrade started program=%s from_generation=%d to_generation=%d batch=%d uid=%d",
+		 p->cfg.name, op->old_gen, op->new_gen, op->batch, c ? (int)c->uid : -1);
+	putf(c, '>', "%s: generation %d -> %d, %d worker%s, %d at a time", p->cfg.name,
+	     op->old_gen, op->new_gen, op->n, op->n == 1 ? "" : "s", op->batch);
+	control_pool_changed();
+	return 0;
+}
+
+void control_upgrade_all(void)
+{
+	struct program *p;
+	char err[256];
+	TAILQ_FOREACH(p, &batond.programs, link)
+		if (upgrade_start(NULL, p, err, sizeof(err)) < 0)
+			log_warn("SIGUSR2: not upgrading program=%s reason=\"%s\"", p->cfg.name, err);
+}
+
+static void cmd_upgrade(struct client *c, int argc, char **argv)
+{
+	const char *name = argv[argc - 1];
+	int abort_it = argc == 2;
+	struct program *p;
+	char err[256];
+
+	if (argc == 2 && strcmp(argv[0], "--abort") != 0) {
+		finish(c, CTL_USAGE, "usage: batonctl upgrade [--abort] NAME");
+		return;
+	}
+	if (strcmp(name, "all") == 0 && !abort_it) {
+		finish(c, CTL_USAGE, "upgrade one program at a time (or send batond SIGUSR2 for all)");
+		return;
+	}
+	if (strchr(name, ':') || !(p = pool_find(name))) {
+		finish(c, CTL_USAGE, "upgrade takes a program name: no such program '%s'", name);
+		return;
+	}
+	if (abort_it) {
+		struct op *op = upgrade_of(p);
+		if (!op) {
+			finish(c, CTL_FAILED, "no upgrade of %s is in progress", p->cfg.name);
+			return;
+		}
+		if (op->rolling_back) {
+			finish(c, CTL_OK, "the upgrade of %s is already rolling back", p->cfg.name);
+			return;
+		}
+		op->aborted = 1;
+		upgrade_fail(op, "aborted by uid %d", (int)c->uid);
+		finish(c, CTL_OK, "rolling back the upgrade of %s to generation %d", p->cfg.name,
+		       op->old_gen);
+		control_pool_changed();
+		return;
+	}
+	if (upgrade_start(c, p, err, sizeof(err)) < 0)
+		finish(c, CTL_FAILED, "%s", err);
 }
 
 /* ---- commands ---- */
@@ -592,6 +893,15 @@ static void cmd_slots(struct client *c, enum op_kind kind, const char *name)
 
 	if ((n = resolve(c, name, &t)) < 0)
 		return;
+	for (int i = 0; i < n && kind != OP_STOP; i++) {
+		struct op *busy = busy_with(t[i].prog);
+		if (busy) {
+			finish(c, CTL_FAILED, "%s is busy: %s is in progress", t[i].prog->cfg.name,
+			       busy->what);
+			free(t);
+			return;
+		}
+	}
 	struct op *op = op_new(c, kind, name);
 	if (!op || op_add_targets(op, t, n) < 0) {
 		free(t);
@@ -633,6 +943,11 @@ static void cmd_scale(struct client *c, char **argv)
 	n = strtol(argv[1], &end, 10);
 	if (errno || *end || !argv[1][0] || argv[1][0] == '+' || n < 0 || n > 1024) {
 		finish(c, CTL_USAGE, "scale: want a number of workers 0..1024, got '%s'", argv[1]);
+		return;
+	}
+	struct op *busy = busy_with(p);
+	if (busy) {
+		finish(c, CTL_FAILED, "%s is busy: %s is in progress", p->cfg.name, busy->what);
 		return;
 	}
 	int before = pool_nslots_active(p);
@@ -732,6 +1047,8 @@ static void run_request(struct client *c, struct ctl_request *req)
 		cmd_slots(c, OP_RESTART, args[0]);
 	else if (strcmp(cmd->name, "scale") == 0)
 		cmd_scale(c, args);
+	else if (strcmp(cmd->name, "upgrade") == 0)
+		cmd_upgrade(c, nargs, args);
 	else if (strcmp(cmd->name, "drain") == 0)
 		cmd_drain(c, args);
 	else if (strcmp(cmd->name, "signal") == 0)

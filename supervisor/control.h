@@ -25,6 +25,8 @@ void control_close(void);
 void control_shutdown(void);
 /* The pool changed (a worker became ready or exited): re-check operations. */
 void control_pool_changed(void);
+/* SIGUSR2: a rolling upgrade of every program (no client to answer). */
+void control_upgrade_all(void);
 /* Control socket metrics, appended to report_metrics(). */
 void control_metrics(struct evbuffer *out);
 

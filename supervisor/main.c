@@ -91,7 +91,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		log_info("SIGUSR1: logs go to stderr; nothing to reopen");
 		break;
 	case SIGUSR2:
-		log_warn("SIGUSR2: rolling upgrade is not implemented yet; ignored");
+		log_info("SIGUSR2: rolling upgrade of every program");
+		control_upgrade_all();
 		break;
 	}
 }

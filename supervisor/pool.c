@@ -22,6 +22,7 @@
 extern char **environ;
 
 static void spawn(struct slot *s);
+static void spawn_gen(struct slot *s, int generation);
 static int slot_has_workers(const struct slot *s);
 
 const char *pool_state_name(enum worker_state s)
@@ -46,6 +47,7 @@ static struct slot *slot_new(struct program *p, int index)
 	s->prog = p;
 	s->index = index;
 	s->state = SLOT_STOPPED;
+	s->generation = p->generation ? p->generation : 1;
 	return s;
 }
 
@@ -428,6 +430,11 @@ static void backoff_due(evutil_socket_t fd, short what, void *arg)
 
 static void spawn(struct slot *s)
 {
+	spawn_gen(s, s->generation);
+}
+
+static void spawn_gen(struct slot *s, int generation)
+{
 	struct program *p = s->prog;
 	struct worker *w = calloc(1, sizeof(*w));
 	int sv[2];
@@ -441,7 +448,7 @@ static void spawn(struct slot *s)
 	fd_set_nonblock(sv[0]);
 	w->prog = p;
 	w->slot = s->index;
-	w->generation = p->generation;
+	w->generation = generation;
 	w->chan = sv[0];
 	w->state = WS_STARTING;
 	TAILQ_INIT(&w->outbox);
@@ -716,16 +723,17 @@ void pool_slot_hold(struct slot *s)
 		s->state = SLOT_STOPPED;
 }
 
-struct worker *pool_slot_replace(struct slot *s)
+struct worker *pool_slot_replace(struct slot *s, int generation)
 {
 	struct program *p = s->prog;
 	struct worker *w;
 
 	if (!pool_slot_live(s)) {
+		s->generation = generation;
 		pool_slot_start(s);
 		return pool_slot_worker(s);
 	}
-	spawn(s);
+	spawn_gen(s, generation);
 	w = TAILQ_LAST(&p->workers, worker_list);
 	if (!w || w->slot != s->index || w->state != WS_STARTING)
 		return NULL; /* could not fork: the slot retries as usual */

@@ -63,6 +63,7 @@ struct slot {
 	int failures; /* failed starts in a row */
 	int held;     /* stopped or drained by the operator: no restarts */
 	int removing; /* scaled away: freed once its workers are gone */
+	int generation; /* what a restart of this slot starts */
 	char last_exit[96]; /* how its last worker ended, for reports */
 	struct event *ev_backoff;
 };
@@ -118,8 +119,12 @@ const char *pool_slot_state_name(enum slot_state s);
 int pool_slot_start(struct slot *s);
 /* Drain its workers and keep the slot down until started again. */
 void pool_slot_hold(struct slot *s);
-/* Start a second worker that will replace the live one once ready. */
-struct worker *pool_slot_replace(struct slot *s);
+/*
+ * Start a second worker of the given generation that will replace the
+ * live one once ready (the caller drains the old one then).  If it never
+ * becomes ready it is not restarted: the old one carries on.
+ */
+struct worker *pool_slot_replace(struct slot *s, int generation);
 /* Workers of the slot that are not retiring (normally 0 or 1, 2 while one replaces another). */
 int pool_slot_live(const struct slot *s);
 /* The slot's newest live worker, or NULL. */

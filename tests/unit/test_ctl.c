@@ -455,6 +455,7 @@ static const struct {
 	{"stop", 1, 1, 0, 1, "stop NAME"},
 	{"restart", 1, 1, 0, 1, "restart NAME"},
 	{"scale", 2, 2, 0, 1, "scale NAME N"},
+	{"upgrade", 1, 2, 0, 1, "upgrade [--abort] NAME"},
 	{"drain", 1, 1, 0, 0, "drain NAME"},
 	{"signal", 2, 2, 0, 0, "signal NAME SIG"},
 	{"pid", 0, 1, 1, 0, "pid [NAME]"},
