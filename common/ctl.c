@@ -16,6 +16,8 @@ const struct ctl_command ctl_commands[] = {
 	 "add workers or drain the extra ones to reach N"},
 	{"upgrade", 1, 2, 0, 1, "upgrade [--abort] NAME",
 	 "rolling upgrade to a new generation, upgrade_batch at a time; rolls back on failure"},
+	{"reload", 0, 1, 0, 1, "reload [--dry-run]",
+	 "re-read the config file and apply the difference (or only show it)"},
 	{"drain", 1, 1, 0, 0, "drain NAME",
 	 "stop giving the workers connections; they finish and exit; returns at once"},
 	{"signal", 2, 2, 0, 0, "signal NAME SIG",
@@ -228,7 +230,7 @@ int ctl_check_args(const struct ctl_command *c, int nargs, char *err,
 
 int ctl_help_line(const struct ctl_command *c, char *buf, size_t size)
 {
-	return snprintf(buf, size, "  %-18s%s", c->usage, c->help);
+	return snprintf(buf, size, "  %-24s%s", c->usage, c->help);
 }
 
 /* Count n more bytes at *o, and write them if they fit with a NUL.  Once

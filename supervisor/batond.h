@@ -16,6 +16,7 @@ struct batond {
 	struct program_list programs;
 	struct listener_list listeners;
 	int shutting_down;
+	const char *config_path;
 };
 
 extern struct batond batond;

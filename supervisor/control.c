@@ -24,6 +24,7 @@
 #include "log.h"
 #include "pool.h"
 #include "proto.h"
+#include "reload.h"
 #include "report.h"
 #include "version.h"
 
@@ -50,7 +51,7 @@ struct op_slot {
 	pid_t old_pid, new_pid;
 };
 
-enum op_kind { OP_START, OP_STOP, OP_RESTART, OP_SCALE, OP_UPGRADE };
+enum op_kind { OP_START, OP_STOP, OP_RESTART, OP_SCALE, OP_UPGRADE, OP_RELOAD };
 
 struct op {
 	LIST_ENTRY(op) link;
@@ -64,6 +65,9 @@ struct op {
 	/* upgrade */
 	int old_gen, new_gen, batch, cursor;
 	int rolling_back, aborted;
+	/* reload: the scale and upgrade operations it started */
+	struct op *parent;
+	int children, children_failed;
 	char failure[CTL_LINE_MAX - 64];
 	uint64_t started_ms;
 };
@@ -76,13 +80,20 @@ static struct {
 	ino_t ino;
 	gid_t group;
 	int have_group, group_write;
+	unsigned mode;
 	LIST_HEAD(, client) clients;
 	LIST_HEAD(, op) ops;
 	int nclients;
 	uint64_t requests, refused_busy, refused_denied, bad_requests;
 } ctl = {.fd = -1};
 
-static const char *const op_names[] = {"start", "stop", "restart", "scale", "upgrade"};
+static const char *const op_names[] = {"start", "stop", "restart", "scale", "upgrade", "reload"};
+
+/* Where an operation's progress goes: a reload's children report to it. */
+static struct client *op_client(const struct op *op)
+{
+	return op->parent ? op->parent->client : op->client;
+}
 
 /* ---- output ---- */
 
@@ -191,6 +202,10 @@ static struct worker *slot_running(const struct slot *s)
 
 static void op_free(struct op *op)
 {
+	struct op *o;
+	LIST_FOREACH(o, &ctl.ops, link)
+		if (o->parent == op)
+			o->parent = NULL; /* orphaned children carry on silently */
 	if (op->client)
 		op->client->op = NULL;
 	LIST_REMOVE(op, link);
@@ -201,11 +216,25 @@ static void op_free(struct op *op)
 static void op_end(struct op *op, int code, const char *msg)
 {
 	uint64_t ms = now_ms() - op->started_ms;
+	struct op *parent = op->parent;
+
 	log_msg(code ? LOGL_WARN : LOGL_INFO, "control: %s %s in %llums%s%s",
 		op->what, code ? "failed" : "done", (unsigned long long)ms,
 		code ? ": " : "", code ? msg : "");
-	finish(op->client, code, "%s", msg);
+	if (parent) {
+		putf(parent->client, '>', "%s: %s", op->what, msg);
+		parent->children--;
+		parent->children_failed += code != 0;
+	} else {
+		finish(op->client, code, "%s", msg);
+	}
 	op_free(op);
+	if (parent && parent->children == 0) {
+		if (parent->children_failed)
+			op_end(parent, CTL_FAILED, "reload applied, but some changes failed (see above)");
+		else
+			op_end(parent, CTL_OK, "reloaded");
+	}
 }
 
 /* Waiting for a slot to have a RUNNING worker: 1 yes, 0 not yet, -1 never. */
@@ -220,7 +249,7 @@ static int wait_running(struct op *op, struct op_slot *os, char *why, size_t siz
 	}
 	if ((w = slot_running(s))) {
 		if (os->phase < 2)
-			putf(op->client, '>', "%s:%d running pid %d", os->prog->cfg.name,
+			putf(op_client(op), '>', "%s:%d running pid %d", os->prog->cfg.name,
 			     os->slot, (int)w->pid);
 		os->phase = 2;
 		return 1;
@@ -240,7 +269,7 @@ static int wait_running(struct op *op, struct op_slot *os, char *why, size_t siz
 		return -1;
 	}
 	if (s->state == SLOT_BACKOFF && os->phase != 3) {
-		putf(op->client, '>', "%s:%d failed to start (%s), retrying", os->prog->cfg.name,
+		putf(op_client(op), '>', "%s:%d failed to start (%s), retrying", os->prog->cfg.name,
 		     os->slot, s->last_exit);
 		os->phase = 3; /* reported; the next start attempt resets it */
 	} else if (s->state == SLOT_UP) {
@@ -272,10 +301,10 @@ static int restart_step(struct op *op, struct op_slot *os, char *why, size_t siz
 		os->new_pid = w->pid;
 		os->phase = 1;
 		if (os->old_pid)
-			putf(op->client, '>', "%s:%d started pid %d to replace pid %d", name,
+			putf(op_client(op), '>', "%s:%d started pid %d to replace pid %d", name,
 			     os->slot, (int)w->pid, (int)os->old_pid);
 		else
-			putf(op->client, '>', "%s:%d started pid %d", name, os->slot, (int)w->pid);
+			putf(op_client(op), '>', "%s:%d started pid %d", name, os->slot, (int)w->pid);
 	}
 	w = pool_find_pid(os->new_pid);
 	if (!w || w->prog != os->prog || w->state == WS_STOPPING || w->broken) {
@@ -291,11 +320,11 @@ static int restart_step(struct op *op, struct op_slot *os, char *why, size_t siz
 		return 0;
 	struct worker *old = os->old_pid ? pool_find_pid(os->old_pid) : NULL;
 	if (old && old->prog == os->prog) {
-		putf(op->client, '>', "%s:%d pid %d ready, draining pid %d", name, os->slot,
+		putf(op_client(op), '>', "%s:%d pid %d ready, draining pid %d", name, os->slot,
 		     (int)w->pid, (int)old->pid);
 		pool_drain_worker(old);
 	} else {
-		putf(op->client, '>', "%s:%d pid %d ready", name, os->slot, (int)w->pid);
+		putf(op_client(op), '>', "%s:%d pid %d ready", name, os->slot, (int)w->pid);
 	}
 	os->phase = 2;
 	return 1;
@@ -315,6 +344,8 @@ static int op_check(struct op *op)
 	}
 	if (op->kind == OP_UPGRADE)
 		return upgrade_check(op);
+	if (op->kind == OP_RELOAD)
+		return 0; /* ends with its last child */
 	for (int i = 0; i < op->n; i++) {
 		struct op_slot *os = &op->s[i];
 		struct slot *s = op_slot(os);
@@ -329,7 +360,7 @@ static int op_check(struct op *op)
 			if (s && slot_has_workers(s)) {
 				r = 0;
 			} else {
-				putf(op->client, '>', "%s:%d stopped", os->prog->cfg.name, os->slot);
+				putf(op_client(op), '>', "%s:%d stopped", os->prog->cfg.name, os->slot);
 				os->phase = 2;
 			}
 			break;
@@ -342,6 +373,7 @@ static int op_check(struct op *op)
 			}
 			break;
 		case OP_UPGRADE:
+		case OP_RELOAD:
 			break;
 		case OP_SCALE:
 			if (os->slot < op->target) {
@@ -349,7 +381,7 @@ static int op_check(struct op *op)
 			} else if (os->slot < os->prog->nslots) {
 				r = 0; /* removed when its workers are gone */
 			} else {
-				putf(op->client, '>', "%s:%d removed", os->prog->cfg.name, os->slot);
+				putf(op_client(op), '>', "%s:%d removed", os->prog->cfg.name, os->slot);
 				os->phase = 2;
 			}
 			break;
@@ -378,6 +410,7 @@ static int op_check(struct op *op)
 		op_end(op, CTL_OK, why);
 		break;
 	case OP_UPGRADE:
+	case OP_RELOAD:
 		break;
 	}
 	return 1;
@@ -386,7 +419,7 @@ static int op_check(struct op *op)
 void control_pool_changed(void)
 {
 	static int busy, again;
-	struct op *op, *next;
+	struct op *op;
 
 	if (busy) {
 		again = 1; /* an op's action changed the pool: loop once more */
@@ -395,17 +428,15 @@ void control_pool_changed(void)
 	busy = 1;
 	do {
 		again = 0;
-		for (op = LIST_FIRST(&ctl.ops); op; op = next) {
-			next = LIST_NEXT(op, link);
-			op_check(op);
-			if (again)
-				break; /* the list may have changed under us */
-		}
+		/* An op that ends may end its parent too: start over then. */
+		for (op = LIST_FIRST(&ctl.ops); op;)
+			op = op_check(op) ? LIST_FIRST(&ctl.ops) : LIST_NEXT(op, link);
 	} while (again);
 	busy = 0;
 }
 
-static struct op *op_new(struct client *c, enum op_kind kind, const char *name)
+static struct op *op_new_for(struct client *c, struct op *parent, enum op_kind kind,
+			     const char *name)
 {
 	struct op *op = calloc(1, sizeof(*op));
 	if (!op)
@@ -414,9 +445,19 @@ static struct op *op_new(struct client *c, enum op_kind kind, const char *name)
 	op->client = c;
 	op->started_ms = now_ms();
 	snprintf(op->what, sizeof(op->what), "%s %s", op_names[kind], name);
-	c->op = op;
+	if (c)
+		c->op = op;
+	if (parent) {
+		op->parent = parent;
+		parent->children++;
+	}
 	LIST_INSERT_HEAD(&ctl.ops, op, link);
 	return op;
+}
+
+static struct op *op_new(struct client *c, enum op_kind kind, const char *name)
+{
+	return op_new_for(c, NULL, kind, name);
 }
 
 static int op_add(struct op *op, struct program *p, int slot)
@@ -465,7 +506,7 @@ static void upgrade_fail(struct op *op, const char *fmt, ...)
 	vsnprintf(op->failure, sizeof(op->failure), fmt, ap);
 	va_end(ap);
 	op->rolling_back = 1;
-	putf(op->client, '>', "%s; rolling back to generation %d", op->failure, op->old_gen);
+	putf(op_client(op), '>', "%s; rolling back to generation %d", op->failure, op->old_gen);
 	log_warn("upgrade failed program=%s generation=%d reason=\"%s\"; rolling back",
 		 op->prog->cfg.name, op->new_gen, op->failure);
 	for (int i = 0; i < op->n; i++) {
@@ -513,7 +554,7 @@ static int upgrade_rollback(struct op *op)
 			}
 			os->new_pid = w->pid;
 			os->phase = 4;
-			putf(op->client, '>', "%s:%d started pid %d (generation %d) to replace pid %d",
+			putf(op_client(op), '>', "%s:%d started pid %d (generation %d) to replace pid %d",
 			     op->prog->cfg.name, os->slot, (int)w->pid, op->old_gen, (int)os->old_pid);
 		}
 		w = pool_find_pid(os->new_pid);
@@ -533,12 +574,17 @@ static int upgrade_rollback(struct op *op)
 			pool_drain_worker(newer);
 		s->generation = op->old_gen;
 		os->phase = 5;
-		putf(op->client, '>', "%s:%d back on generation %d, pid %d", op->prog->cfg.name,
+		putf(op_client(op), '>', "%s:%d back on generation %d, pid %d", op->prog->cfg.name,
 		     os->slot, op->old_gen, (int)w->pid);
 	}
 	if (pending || new_gen_left(op))
 		return 0; /* wait until no worker of the new generation is left */
 	op->prog->upgrades[op->aborted ? UPGRADE_ABORTED : UPGRADE_FAILED]++;
+	if (op->prog->old_cfg && op->prog->old_cfg_generation == op->old_gen) {
+		pool_revert_cfg(op->prog);
+		log_warn("program=%s runs its previous configuration again; the file's is not applied",
+			 op->prog->cfg.name);
+	}
 	snprintf(why, sizeof(why), "upgrade of %s %s: %s; generation %d serves at full count",
 		 op->prog->cfg.name, op->aborted ? "aborted" : "failed", op->failure, op->old_gen);
 	op_end(op, CTL_FAILED, why);
@@ -573,7 +619,7 @@ static int upgrade_check(struct op *op)
 				}
 				os->new_pid = w->pid;
 				os->phase = 1;
-				putf(op->client, '>', "%s:%d started pid %d (generation %d)%s", p->cfg.name,
+				putf(op_client(op), '>', "%s:%d started pid %d (generation %d)%s", p->cfg.name,
 				     os->slot, (int)w->pid, op->new_gen, old ? "" : ", slot had no worker");
 			}
 			w = pool_find_pid(os->new_pid);
@@ -596,10 +642,10 @@ static int upgrade_check(struct op *op)
 			os->phase = 2;
 			if (old && old->prog == p) {
 				pool_drain_worker(old);
-				putf(op->client, '>', "%s:%d pid %d ready, draining pid %d", p->cfg.name,
+				putf(op_client(op), '>', "%s:%d pid %d ready, draining pid %d", p->cfg.name,
 				     os->slot, (int)os->new_pid, (int)old->pid);
 			} else {
-				putf(op->client, '>', "%s:%d pid %d ready", p->cfg.name, os->slot,
+				putf(op_client(op), '>', "%s:%d pid %d ready", p->cfg.name, os->slot,
 				     (int)os->new_pid);
 			}
 		}
@@ -607,6 +653,7 @@ static int upgrade_check(struct op *op)
 	}
 	p->generation = op->new_gen;
 	p->upgrades[UPGRADE_OK]++;
+	pool_forget_old_cfg(p); /* the previous generation is gone */
 	char msg[128];
 	snprintf(msg, sizeof(msg), "%s upgraded to generation %d", p->cfg.name, op->new_gen);
 	op_end(op, CTL_OK, msg);
@@ -638,7 +685,8 @@ static struct op *busy_with(const struct program *p)
 }
 
 /* Start an upgrade of p; c may be NULL (SIGUSR2).  0, or -1 with err. */
-static int upgrade_start(struct client *c, struct program *p, char *err, size_t errlen)
+static int upgrade_start(struct client *c, struct op *parent, struct program *p, char *err,
+			 size_t errlen)
 {
 	struct op *op, *busy = busy_with(p);
 
@@ -647,14 +695,7 @@ static int upgrade_start(struct client *c, struct program *p, char *err, size_t 
 			 busy->kind == OP_UPGRADE ? " (batonctl upgrade --abort to roll it back)" : "");
 		return -1;
 	}
-	if (c) {
-		op = op_new(c, OP_UPGRADE, p->cfg.name);
-	} else if ((op = calloc(1, sizeof(*op)))) {
-		op->kind = OP_UPGRADE;
-		op->started_ms = now_ms();
-		snprintf(op->what, sizeof(op->what), "upgrade %s", p->cfg.name);
-		LIST_INSERT_HEAD(&ctl.ops, op, link);
-	}
+	op = op_new_for(c, parent, OP_UPGRADE, p->cfg.name);
 	if (!op) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
@@ -665,18 +706,22 @@ static int upgrade_start(struct client *c, struct program *p, char *err, size_t 
 	op->batch = (int)p->cfg.upgrade_batch > 0 ? (int)p->cfg.upgrade_batch : 1;
 	for (int i = 0; i < p->nslots; i++)
 		if (!p->slots[i]->removing && op_add(op, p, i) < 0) {
+			if (parent)
+				parent->children--;
 			op_free(op);
 			snprintf(err, errlen, "out of memory");
 			return -1;
 		}
 	if (op->n == 0) {
+		if (parent)
+			parent->children--;
 		op_free(op);
 		snprintf(err, errlen, "%s has no workers to upgrade", p->cfg.name);
 		return -1;
 	}
 	log_info("upgrade started program=%s from_generation=%d to_generation=%d batch=%d uid=%d",
 		 p->cfg.name, op->old_gen, op->new_gen, op->batch, c ? (int)c->uid : -1);
-	putf(c, '>', "%s: generation %d -> %d, %d worker%s, %d at a time", p->cfg.name,
+	putf(op_client(op), '>', "%s: generation %d -> %d, %d worker%s, %d at a time", p->cfg.name,
 	     op->old_gen, op->new_gen, op->n, op->n == 1 ? "" : "s", op->batch);
 	control_pool_changed();
 	return 0;
@@ -687,7 +732,7 @@ void control_upgrade_all(void)
 	struct program *p;
 	char err[256];
 	TAILQ_FOREACH(p, &batond.programs, link)
-		if (upgrade_start(NULL, p, err, sizeof(err)) < 0)
+		if (upgrade_start(NULL, NULL, p, err, sizeof(err)) < 0)
 			log_warn("SIGUSR2: not upgrading program=%s reason=\"%s\"", p->cfg.name, err);
 }
 
@@ -727,8 +772,129 @@ static void cmd_upgrade(struct client *c, int argc, char **argv)
 		control_pool_changed();
 		return;
 	}
-	if (upgrade_start(c, p, err, sizeof(err)) < 0)
+	if (upgrade_start(c, NULL, p, err, sizeof(err)) < 0)
 		finish(c, CTL_FAILED, "%s", err);
+}
+
+
+/* ---- reload ---- */
+
+static int scale_start(struct client *c, struct op *parent, struct program *p, int n,
+		       char *err, size_t errlen);
+
+static void reload_upgrade(struct program *p, void *arg)
+{
+	char err[256];
+	if (upgrade_start(NULL, arg, p, err, sizeof(err)) < 0) {
+		struct op *parent = arg;
+		log_warn("reload: cannot upgrade program=%s reason=\"%s\"", p->cfg.name, err);
+		if (parent) {
+			putf(parent->client, '>', "upgrade %s: %s", p->cfg.name, err);
+			parent->children_failed++;
+		}
+	}
+}
+
+static void reload_scale(struct program *p, int n, void *arg)
+{
+	char err[256];
+	if (scale_start(NULL, arg, p, n, err, sizeof(err)) < 0) {
+		struct op *parent = arg;
+		log_warn("reload: cannot scale program=%s reason=\"%s\"", p->cfg.name, err);
+		if (parent) {
+			putf(parent->client, '>', "scale %s: %s", p->cfg.name, err);
+			parent->children_failed++;
+		}
+	}
+}
+
+/*
+ * Reload the configuration file.  c may be NULL (SIGHUP).  With dry_run
+ * only the plan is shown.  Answers when every scale and upgrade it
+ * started has ended.
+ */
+static void reload(struct client *c, int dry_run)
+{
+	char err[16384];
+	struct op *op;
+
+	LIST_FOREACH(op, &ctl.ops, link)
+		if (!dry_run) {
+			log_warn("reload refused: %s is in progress", op->what);
+			finish(c, CTL_FAILED, "busy: %s is in progress; try again when it ends", op->what);
+			return;
+		}
+	struct reload_plan *plan = reload_prepare(batond.config_path, err, sizeof(err));
+	if (!plan) {
+		for (char *line = err, *nl; *line; line = nl + 1) {
+			if (!(nl = strchr(line, '\n')))
+				nl = line + strlen(line) - 1;
+			log_error("reload: %.*s", (int)(nl - line + (*nl != '\n')), line);
+		}
+		put_lines(c, '|', err, strlen(err));
+		finish(c, CTL_FAILED, "reload failed: nothing changed");
+		return;
+	}
+	struct evbuffer *buf = evbuffer_new();
+	if (!buf) {
+		reload_free(plan);
+		finish(c, CTL_FAILED, "out of memory");
+		return;
+	}
+	int changes = reload_describe(plan, buf);
+	if (dry_run) {
+		put_buffer(c, buf);
+		evbuffer_free(buf);
+		reload_free(plan);
+		finish(c, CTL_OK, "dry run: %d change%s, nothing applied", changes,
+		       changes == 1 ? "" : "s");
+		return;
+	}
+	size_t len = evbuffer_get_length(buf);
+	const char *text = (const char *)evbuffer_pullup(buf, -1);
+	if (text)
+		put_lines(c, '>', text, len);
+	log_info("reloading config=%s changes=%d", batond.config_path, changes);
+	struct op *rop = c ? op_new(c, OP_RELOAD, "config") : op_new_for(NULL, NULL, OP_RELOAD, "config");
+	if (!rop) {
+		evbuffer_free(buf);
+		reload_free(plan);
+		finish(c, CTL_FAILED, "out of memory");
+		return;
+	}
+	rop->children = 1; /* held until every child is started */
+	if (reload_apply(plan, reload_upgrade, reload_scale, rop, err, sizeof(err)) < 0) {
+		log_error("reload failed: %s", err);
+		rop->children = 0;
+		evbuffer_free(buf);
+		reload_free(plan);
+		op_end(rop, CTL_FAILED, err);
+		return;
+	}
+	evbuffer_free(buf);
+	reload_free(plan);
+	/* Release the hold: ends now if nothing was started. */
+	rop->children--;
+	if (rop->children == 0)
+		op_end(rop, rop->children_failed ? CTL_FAILED : CTL_OK,
+		       rop->children_failed ? "reload applied, but some changes failed (see above)"
+					    : "reloaded");
+	else
+		control_pool_changed();
+}
+
+void control_reload(void)
+{
+	reload(NULL, 0);
+}
+
+static void cmd_reload(struct client *c, int argc, char **argv)
+{
+	if (argc == 1 && strcmp(argv[0], "--dry-run") != 0) {
+		finish(c, CTL_USAGE, "usage: batonctl reload [--dry-run]");
+		return;
+	}
+	reload(c, argc == 1);
 }
 
 /* ---- commands ---- */
@@ -925,10 +1091,44 @@ static void cmd_slots(struct client *c, enum op_kind kind, const char *name)
 	control_pool_changed();
 }
 
+/* Scale p to n workers as an operation; 0, or -1 with err. */
+static int scale_start(struct client *c, struct op *parent, struct program *p, int n,
+		       char *err, size_t errlen)
+{
+	struct op *busy = busy_with(p);
+	if (busy) {
+		snprintf(err, errlen, "%s is busy: %s is in progress", p->cfg.name, busy->what);
+		return -1;
+	}
+	int before = pool_nslots_active(p);
+	struct op *op = op_new_for(c, parent, OP_SCALE, p->cfg.name);
+	if (!op) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	op->prog = p;
+	op->target = n;
+	if (pool_scale(p, n) < 0) {
+		op_end(op, CTL_FAILED, "out of memory");
+		return 0;
+	}
+	int hi = p->nslots > n ? p->nslots : n;
+	for (int i = 0; i < hi; i++)
+		if ((i >= before || i >= n) && op_add(op, p, i) < 0) {
+			op_end(op, CTL_FAILED, "out of memory");
+			return 0;
+		}
+	log_info("control: scale %s from %d to %d uid=%d", p->cfg.name, before, n,
+		 c ? (int)c->uid : -1);
+	putf(op_client(op), '>', "%s: %d -> %d workers", p->cfg.name, before, n);
+	control_pool_changed();
+	return 0;
+}
+
 static void cmd_scale(struct client *c, char **argv)
 {
 	struct program *p;
-	char *end;
+	char *end, err[256];
 	long n;
 
 	if (strchr(argv[0], ':') || strcmp(argv[0], "all") == 0) {
@@ -945,32 +1145,8 @@ static void cmd_scale(struct client *c, char **argv)
 		finish(c, CTL_USAGE, "scale: want a number of workers 0..1024, got '%s'", argv[1]);
 		return;
 	}
-	struct op *busy = busy_with(p);
-	if (busy) {
-		finish(c, CTL_FAILED, "%s is busy: %s is in progress", p->cfg.name, busy->what);
-		return;
-	}
-	int before = pool_nslots_active(p);
-	struct op *op = op_new(c, OP_SCALE, argv[0]);
-	if (!op) {
-		finish(c, CTL_FAILED, "out of memory");
-		return;
-	}
-	op->prog = p;
-	op->target = (int)n;
-	if (pool_scale(p, (int)n) < 0) {
-		op_end(op, CTL_FAILED, "out of memory");
-		return;
-	}
-	int hi = p->nslots > n ? p->nslots : (int)n;
-	for (int i = 0; i < hi; i++)
-		if ((i >= before || i >= n) && op_add(op, p, i) < 0) {
-			op_end(op, CTL_FAILED, "out of memory");
-			return;
-		}
-	log_info("control: scale %s from %d to %ld uid=%d", p->cfg.name, before, n, (int)c->uid);
-	putf(c, '>', "%s: %d -> %ld workers", p->cfg.name, before, n);
-	control_pool_changed();
+	if (scale_start(c, NULL, p, (int)n, err, sizeof(err)) < 0)
+		finish(c, CTL_FAILED, "%s", err);
 }
 
 static void cmd_help(struct client *c, int argc, char **argv)
@@ -1049,6 +1225,8 @@ static void run_request(struct client *c, struct ctl_request *req)
 		cmd_scale(c, args);
 	else if (strcmp(cmd->name, "upgrade") == 0)
 		cmd_upgrade(c, nargs, args);
+	else if (strcmp(cmd->name, "reload") == 0)
+		cmd_reload(c, nargs, args);
 	else if (strcmp(cmd->name, "drain") == 0)
 		cmd_drain(c, args);
 	else if (strcmp(cmd->name, "signal") == 0)
@@ -1267,6 +1445,7 @@ int control_open(const struct cfg_baton *cfg, char *err, size_t errlen)
 		return -1;
 	}
 	ctl.fd = fd;
+	ctl.mode = cfg->control_mode;
 	snprintf(ctl.path, sizeof(ctl.path), "%s", un.sun_path);
 	if (stat(un.sun_path, &st) == 0) {
 		ctl.dev = st.st_dev;
@@ -1285,6 +1464,31 @@ int control_open(const struct cfg_baton *cfg, char *err, size_t errlen)
 	log_info("control socket path=%s mode=%04o%s%s", un.sun_path, cfg->control_mode,
 		 ctl.have_group ? " group=" : "", ctl.have_group ? cfg->control_group : "");
 	return 0;
+}
+
+int control_check_reconfigure(const struct cfg_baton *cfg, char *err, size_t errlen)
+{
+	if (ctl.fd >= 0 && strcmp(cfg->control, ctl.path) != 0) {
+		snprintf(err, errlen,
+			 "control: moving the control socket (%s to %s) needs a restart of batond; nothing changed",
+			 ctl.path, cfg->control);
+		return -1;
+	}
+	return 0;
+}
+
+void control_reconfigure(const struct cfg_baton *cfg)
+{
+	struct group *gr = cfg->control_group[0] ? getgrnam(cfg->control_group) : NULL;
+
+	ctl.have_group = gr != NULL;
+	ctl.group = gr ? gr->gr_gid : 0;
+	ctl.group_write = cfg->control_group_write;
+	if (ctl.mode != cfg->control_mode && chmod(ctl.path, cfg->control_mode) == 0)
+		log_info("control socket mode=%04o path=%s", cfg->control_mode, ctl.path);
+	ctl.mode = cfg->control_mode;
+	if (gr && chown(ctl.path, (uid_t)-1, gr->gr_gid) < 0)
+		log_warn("control socket: chown %s: %s", ctl.path, strerror(errno));
 }
 
 void control_shutdown(void)

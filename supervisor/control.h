@@ -25,6 +25,12 @@ void control_close(void);
 void control_shutdown(void);
 /* The pool changed (a worker became ready or exited): re-check operations. */
 void control_pool_changed(void);
+/* reload: may the [baton] settings change at run time?  0, or -1 + err. */
+int control_check_reconfigure(const struct cfg_baton *cfg, char *err, size_t errlen);
+/* Apply new control_mode / control_group settings. */
+void control_reconfigure(const struct cfg_baton *cfg);
+/* SIGHUP: reload the configuration file (no client to answer). */
+void control_reload(void);
 /* SIGUSR2: a rolling upgrade of every program (no client to answer). */
 void control_upgrade_all(void);
 /* Control socket metrics, appended to report_metrics(). */

@@ -280,3 +280,17 @@ void listener_close(struct listener *l)
 		l->ino = 0;
 	}
 }
+
+void listener_update(struct listener *l, const struct cfg_listener *cfg)
+{
+	struct addr addr = l->cfg.addr; /* the same address: keep what is bound */
+	l->cfg = *cfg;
+	l->cfg.addr = addr;
+	if (l->fd >= 0 && listen(l->fd, (int)cfg->backlog) < 0)
+		log_warn("listener=%s: cannot change backlog: %s", l->cfg.name, strerror(errno));
+	if (addr.kind == ADDR_UNIX) {
+		char err[256];
+		if (unix_finish(l, err, sizeof(err)) < 0)
+			log_warn("listener=%s: %s", l->cfg.name, err);
+	}
+}

@@ -29,6 +29,9 @@ struct listener {
 int listener_open(struct listener *l, char *err, size_t errlen);
 /* Start polling, or stop; cheap when nothing changes. */
 void listener_set_paused(struct listener *l, int paused);
+/* Apply new settings for the same address (reload): backlog, mode, owner,
+ * TCP options for the next connections. */
+void listener_update(struct listener *l, const struct cfg_listener *cfg);
 /* Close; a unix socket file is removed if it is still the one we made. */
 void listener_close(struct listener *l);
 

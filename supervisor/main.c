@@ -85,7 +85,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		batond_shutdown(sig == SIGINT ? "SIGINT" : "SIGTERM");
 		break;
 	case SIGHUP:
-		log_warn("SIGHUP: configuration reload is not implemented yet; ignored");
+		log_info("SIGHUP: reloading the configuration");
+		control_reload();
 		break;
 	case SIGUSR1:
 		log_info("SIGUSR1: logs go to stderr; nothing to reopen");
@@ -159,11 +160,7 @@ static void teardown(void)
 	}
 	while ((p = TAILQ_FIRST(&batond.programs))) {
 		TAILQ_REMOVE(&batond.programs, p, link);
-		log_info("program totals program=%s accepted=%llu handed=%llu acked=%llu redispatched=%llu dropped=%llu lost_with_worker=%llu restarts=%llu",
-			 p->cfg.name, (unsigned long long)p->accepted,
-			 (unsigned long long)p->handed, (unsigned long long)p->acked,
-			 (unsigned long long)p->redispatched, (unsigned long long)p->dropped,
-			 (unsigned long long)p->lost, (unsigned long long)p->restarts);
+		pool_log_totals(p);
 		pool_program_free(p);
 	}
 }
@@ -244,6 +241,7 @@ int main(int argc, char **argv)
 	}
 
 	log_info("starting version=%s config=%s", BATON_VERSION, path);
+	batond.config_path = path;
 	setup(&cfg);
 	struct program *p;
 	TAILQ_FOREACH(p, &batond.programs, link)

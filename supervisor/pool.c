@@ -87,8 +87,84 @@ nomem:
 	return NULL;
 }
 
+const struct cfg_program *pool_cfg_for(const struct program *p, int generation)
+{
+	if (p->old_cfg && generation == p->old_cfg_generation)
+		return p->old_cfg;
+	return &p->cfg;
+}
+
+void pool_set_cfg(struct program *p, struct cfg_program *cfg)
+{
+	pool_forget_old_cfg(p);
+	struct cfg_program *old = malloc(sizeof(*old));
+	if (old) {
+		*old = p->cfg; /* keeps its argv and env */
+		p->old_cfg = old;
+		p->old_cfg_generation = p->generation;
+	} else {
+		config_free_strv(p->cfg.argv);
+		config_free_strv(p->cfg.env);
+	}
+	p->cfg = *cfg;
+	cfg->argv = NULL; /* now ours */
+	cfg->env = NULL;
+}
+
+void pool_revert_cfg(struct program *p)
+{
+	if (!p->old_cfg)
+		return;
+	config_free_strv(p->cfg.argv);
+	config_free_strv(p->cfg.env);
+	p->cfg = *p->old_cfg;
+	free(p->old_cfg);
+	p->old_cfg = NULL;
+}
+
+void pool_forget_old_cfg(struct program *p)
+{
+	if (!p->old_cfg)
+		return;
+	config_free_strv(p->old_cfg->argv);
+	config_free_strv(p->old_cfg->env);
+	free(p->old_cfg);
+	p->old_cfg = NULL;
+}
+
+void pool_program_retire(struct program *p)
+{
+	p->retired = 1;
+	log_info("removing program program=%s workers=%d", p->cfg.name, pool_nworkers(p));
+	for (int i = 0; i < p->nslots; i++) {
+		p->slots[i]->removing = 1;
+		pool_slot_hold(p->slots[i]);
+	}
+	pool_program_reap(p);
+}
+
+void pool_program_reap(struct program *p)
+{
+	if (!p->retired || !TAILQ_EMPTY(&p->workers))
+		return;
+	TAILQ_REMOVE(&batond.programs, p, link);
+	pool_log_totals(p);
+	log_info("program removed program=%s", p->cfg.name);
+	pool_program_free(p);
+}
+
+void pool_log_totals(const struct program *p)
+{
+	log_info("program totals program=%s accepted=%llu handed=%llu acked=%llu redispatched=%llu dropped=%llu lost_with_worker=%llu restarts=%llu",
+		 p->cfg.name, (unsigned long long)p->accepted,
+		 (unsigned long long)p->handed, (unsigned long long)p->acked,
+		 (unsigned long long)p->redispatched, (unsigned long long)p->dropped,
+		 (unsigned long long)p->lost, (unsigned long long)p->restarts);
+}
+
 void pool_program_free(struct program *p)
 {
+	pool_forget_old_cfg(p);
 	for (int i = 0; i < p->nslots; i++)
 		slot_free(p->slots[i]);
 	if (p->ev_queue)
@@ -105,7 +181,7 @@ struct program *pool_find(const char *name)
 {
 	struct program *p;
 	TAILQ_FOREACH(p, &batond.programs, link)
-		if (strcmp(p->cfg.name, name) == 0)
+		if (!p->retired && strcmp(p->cfg.name, name) == 0)
 			return p;
 	return NULL;
 }
@@ -362,7 +438,7 @@ static void apply_env(char **env)
 }
 
 /* In the child: never returns. */
-static void exec_worker(struct program *p, struct slot *s, int gen, int chan)
+static void exec_worker(const struct cfg_program *cfg, struct slot *s, int gen, int chan)
 {
 	char num[32];
 	sigset_t none;
@@ -376,7 +452,7 @@ static void exec_worker(struct program *p, struct slot *s, int gen, int chan)
 	if (chan == 3) {
 		fcntl(3, F_SETFD, 0);
 	} else if (dup2(chan, 3) < 0) {
-		dprintf(2, "baton: worker %s:%d: dup2: %s\n", p->cfg.name, s->index,
+		dprintf(2, "baton: worker %s:%d: dup2: %s\n", cfg->name, s->index,
 			strerror(errno));
 		_exit(127);
 	}
@@ -388,34 +464,34 @@ static void exec_worker(struct program *p, struct slot *s, int gen, int chan)
 	}
 	close_range(4, ~0U, 0);
 
-	apply_env(p->cfg.env); /* first, so it cannot override BATON_* */
+	apply_env(cfg->env); /* first, so it cannot override BATON_* */
 	setenv("BATON_FD", "3", 1);
-	setenv("BATON_PROGRAM", p->cfg.name, 1);
+	setenv("BATON_PROGRAM", cfg->name, 1);
 	snprintf(num, sizeof(num), "%d", s->index);
 	setenv("BATON_WORKER", num, 1);
 	snprintf(num, sizeof(num), "%d", gen);
 	setenv("BATON_GENERATION", num, 1);
 
-	if (p->cfg.directory[0] && chdir(p->cfg.directory) < 0) {
-		dprintf(2, "baton: worker %s:%d: chdir %s: %s\n", p->cfg.name, s->index,
-			p->cfg.directory, strerror(errno));
+	if (cfg->directory[0] && chdir(cfg->directory) < 0) {
+		dprintf(2, "baton: worker %s:%d: chdir %s: %s\n", cfg->name, s->index,
+			cfg->directory, strerror(errno));
 		_exit(127);
 	}
-	if (p->cfg.user[0]) {
-		struct passwd *pw = getpwnam(p->cfg.user);
+	if (cfg->user[0]) {
+		struct passwd *pw = getpwnam(cfg->user);
 		if (!pw || initgroups(pw->pw_name, pw->pw_gid) < 0 ||
 		    setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
 			dprintf(2, "baton: worker %s:%d: cannot become user %s: %s\n",
-				p->cfg.name, s->index, p->cfg.user,
+				cfg->name, s->index, cfg->user,
 				pw ? strerror(errno) : "no such user");
 			_exit(127);
 		}
 		setenv("HOME", pw->pw_dir, 1);
 		setenv("USER", pw->pw_name, 1);
 	}
-	execvp(p->cfg.argv[0], p->cfg.argv);
-	dprintf(2, "baton: worker %s:%d: exec %s: %s\n", p->cfg.name, s->index,
-		p->cfg.argv[0], strerror(errno));
+	execvp(cfg->argv[0], cfg->argv);
+	dprintf(2, "baton: worker %s:%d: exec %s: %s\n", cfg->name, s->index,
+		cfg->argv[0], strerror(errno));
 	_exit(127);
 }
 
@@ -471,7 +547,7 @@ static void spawn_gen(struct slot *s, int generation)
 		goto retry;
 	}
 	if (pid == 0)
-		exec_worker(p, s, w->generation, sv[1]);
+		exec_worker(pool_cfg_for(p, generation), s, w->generation, sv[1]);
 	close(sv[1]);
 	setpgid(pid, pid); /* also done by the child; whoever runs first wins */
 	w->pid = pid;
@@ -608,6 +684,7 @@ static void worker_exited(struct worker *w, int status)
 	compact_slots(p);
 	dispatch_kick(p);
 	control_pool_changed();
+	pool_program_reap(p); /* a removed program goes with its last worker */
 }
 
 void pool_reap(void)

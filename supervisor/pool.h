@@ -84,11 +84,26 @@ struct program {
 	uint64_t lat_bucket[DISPATCH_LAT_BUCKETS + 1]; /* last: above every bound */
 	uint64_t lat_count, lat_sum_us;
 	uint64_t upgrades[3]; /* by enum upgrade_result (rolling upgrades) */
+	int retired; /* removed by a reload: freed with its last worker */
+	/* The previous generation's config while an upgrade may roll back. */
+	struct cfg_program *old_cfg;
+	int old_cfg_generation;
 };
 
 /* Create a program from its config (takes argv/env); NULL on ENOMEM. */
 struct program *pool_program_new(struct cfg_program *cfg);
 void pool_program_free(struct program *p);
+/* The config a worker of that generation runs with. */
+const struct cfg_program *pool_cfg_for(const struct program *p, int generation);
+/* Take cfg (its argv/env) as the config; the old one is kept for the
+ * current generation until pool_forget_old_cfg() or pool_revert_cfg(). */
+void pool_set_cfg(struct program *p, struct cfg_program *cfg);
+void pool_revert_cfg(struct program *p);
+void pool_forget_old_cfg(struct program *p);
+/* Removed from the config: drain every worker, free it when none is left. */
+void pool_program_retire(struct program *p);
+void pool_program_reap(struct program *p);
+void pool_log_totals(const struct program *p);
 struct program *pool_find(const char *name);
 /* Start every slot's worker. */
 void pool_start(struct program *p);

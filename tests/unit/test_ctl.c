@@ -456,6 +456,7 @@ static const struct {
 	{"restart", 1, 1, 0, 1, "restart NAME"},
 	{"scale", 2, 2, 0, 1, "scale NAME N"},
 	{"upgrade", 1, 2, 0, 1, "upgrade [--abort] NAME"},
+	{"reload", 0, 1, 0, 1, "reload [--dry-run]"},
 	{"drain", 1, 1, 0, 0, "drain NAME"},
 	{"signal", 2, 2, 0, 0, "signal NAME SIG"},
 	{"pid", 0, 1, 1, 0, "pid [NAME]"},
@@ -495,7 +496,7 @@ static void test_commands(void **state)
 
 	static const char *const unknown[] = {"", "STATUS", "Status", "stat",
 					      "statuss", "status ", " status",
-					      "help\n", "reload", "kill"};
+					      "help\n", "Reload", "kill"};
 	for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++)
 		assert_null(ctl_find(unknown[i]));
 }

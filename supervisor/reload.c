@@ -1,0 +1,383 @@
+#include "reload.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "batond.h"
+#include "config.h"
+#include "control.h"
+#include "dispatch.h"
+#include "listener.h"
+#include "log.h"
+#include "pool.h"
+
+enum change { KEEP, ADD, REMOVE, UPDATE, REPLACE, SCALE, UPGRADE, SCALE_UPGRADE };
+
+struct lchange {
+	enum change what;
+	struct listener *cur;   /* running (NULL for ADD) */
+	struct cfg_listener *cfg; /* in plan->cfg (NULL for REMOVE) */
+	struct listener *fresh; /* opened by reload_apply (ADD, REPLACE) */
+};
+
+struct pchange {
+	enum change what;
+	struct program *cur;
+	struct cfg_program *cfg;
+};
+
+struct reload_plan {
+	struct config cfg;
+	struct lchange *l;
+	int nl;
+	struct pchange *p;
+	int np;
+	int log_level_changed;
+};
+
+static int same_listener_address(const struct cfg_listener *a, const struct cfg_listener *b)
+{
+	return strcmp(a->address, b->address) == 0;
+}
+
+/* Everything but bookkeeping (line, set, bad) and the parsed address. */
+static int same_listener(const struct cfg_listener *a, const struct cfg_listener *b)
+{
+	return same_listener_address(a, b) && strcmp(a->program, b->program) == 0 &&
+	       a->backlog == b->backlog && a->mode == b->mode &&
+	       strcmp(a->owner, b->owner) == 0 && a->tcp_nodelay == b->tcp_nodelay &&
+	       a->tcp_keepalive == b->tcp_keepalive && a->tcp_keepidle == b->tcp_keepidle &&
+	       a->tcp_keepintvl == b->tcp_keepintvl && a->tcp_keepcnt == b->tcp_keepcnt &&
+	       a->tcp_user_timeout == b->tcp_user_timeout;
+}
+
+/* Same settings apart from workers (and bookkeeping)? */
+static int same_program(const struct cfg_program *a, const struct cfg_program *b)
+{
+	return strcmp(a->command, b->command) == 0 && strcmp(a->directory, b->directory) == 0 &&
+	       strcmp(a->environment, b->environment) == 0 && strcmp(a->user, b->user) == 0 &&
+	       a->ready_timeout == b->ready_timeout && a->drain_timeout == b->drain_timeout &&
+	       a->stop_timeout == b->stop_timeout && a->queue_timeout == b->queue_timeout &&
+	       a->stop_signal == b->stop_signal && a->restart == b->restart &&
+	       a->backoff == b->backoff && a->backoff_max == b->backoff_max &&
+	       a->start_retries == b->start_retries && a->start_window == b->start_window &&
+	       a->capacity == b->capacity && a->upgrade_batch == b->upgrade_batch;
+}
+
+static struct listener *find_listener(const char *name)
+{
+	struct listener *l;
+	TAILQ_FOREACH(l, &batond.listeners, link)
+		if (strcmp(l->cfg.name, name) == 0)
+			return l;
+	return NULL;
+}
+
+void reload_free(struct reload_plan *plan)
+{
+	if (!plan)
+		return;
+	for (int i = 0; i < plan->nl; i++)
+		if (plan->l[i].fresh) {
+			listener_close(plan->l[i].fresh);
+			free(plan->l[i].fresh);
+		}
+	config_free(&plan->cfg);
+	free(plan->l);
+	free(plan->p);
+	free(plan);
+}
+
+struct reload_plan *reload_prepare(const char *path, char *err, size_t errlen)
+{
+	struct reload_plan *plan = calloc(1, sizeof(*plan));
+	struct listener *l;
+	struct program *p;
+	int n;
+
+	if (!plan) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if ((n = config_load(path, &plan->cfg, err, errlen))) {
+		size_t len = strlen(err);
+		snprintf(err + len, errlen - len, "%s: %d error%s, nothing changed", path, n,
+			 n == 1 ? "" : "s");
+		free(plan);
+		return NULL;
+	}
+	if (control_check_reconfigure(&plan->cfg.baton, err, errlen) < 0)
+		goto fail;
+	plan->log_level_changed = plan->cfg.baton.log_level != log_get_level();
+
+	int nlisteners = 0;
+	TAILQ_FOREACH(l, &batond.listeners, link)
+		nlisteners++;
+	plan->l = calloc(plan->cfg.nlisteners + nlisteners + 1, sizeof(*plan->l));
+	int nprograms = 0;
+	TAILQ_FOREACH(p, &batond.programs, link)
+		nprograms++;
+	plan->p = calloc(plan->cfg.nprograms + nprograms + 1, sizeof(*plan->p));
+	if (!plan->l || !plan->p) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	for (int i = 0; i < plan->cfg.nlisteners; i++) {
+		struct cfg_listener *c = &plan->cfg.listeners[i];
+		struct lchange *lc = &plan->l[plan->nl++];
+		lc->cfg = c;
+		lc->cur = find_listener(c->name);
+		if (!lc->cur)
+			lc->what = ADD;
+		else if (!same_listener_address(&lc->cur->cfg, c))
+			lc->what = REPLACE;
+		else
+			lc->what = same_listener(&lc->cur->cfg, c) ? KEEP : UPDATE;
+	}
+	TAILQ_FOREACH(l, &batond.listeners, link) {
+		int kept = 0;
+		for (int i = 0; i < plan->cfg.nlisteners; i++)
+			kept |= strcmp(plan->cfg.listeners[i].name, l->cfg.name) == 0;
+		if (!kept)
+			plan->l[plan->nl++] = (struct lchange){.what = REMOVE, .cur = l};
+	}
+	for (int i = 0; i < plan->cfg.nprograms; i++) {
+		struct cfg_program *c = &plan->cfg.programs[i];
+		struct pchange *pc = &plan->p[plan->np++];
+		pc->cfg = c;
+		pc->cur = pool_find(c->name);
+		if (!pc->cur) {
+			pc->what = ADD;
+			continue;
+		}
+		int scale = pool_nslots_active(pc->cur) != c->workers;
+		int upgrade = !same_program(&pc->cur->cfg, c);
+		pc->what = scale && upgrade ? SCALE_UPGRADE : scale ? SCALE : upgrade ? UPGRADE : KEEP;
+	}
+	TAILQ_FOREACH(p, &batond.programs, link) {
+		if (p->retired)
+			continue;
+		if (!config_program(&plan->cfg, p->cfg.name))
+			plan->p[plan->np++] = (struct pchange){.what = REMOVE, .cur = p};
+	}
+	return plan;
+fail:
+	reload_free(plan);
+	return NULL;
+}
+
+int reload_describe(const struct reload_plan *plan, struct evbuffer *out)
+{
+	static const char *const verbs[] = {
+		[ADD] = "open", [REMOVE] = "close", [UPDATE] = "update", [REPLACE] = "move",
+	};
+	int n = 0;
+
+	for (int i = 0; i < plan->nl; i++) {
+		const struct lchange *lc = &plan->l[i];
+		if (lc->what == KEEP)
+			continue;
+		const char *name = lc->cfg ? lc->cfg->name : lc->cur->cfg.name;
+		evbuffer_add_printf(out, "listener %s: %s", name, verbs[lc->what]);
+		if (lc->what == ADD)
+			evbuffer_add_printf(out, " %s -> program %s", lc->cfg->address, lc->cfg->program);
+		else if (lc->what == REPLACE)
+			evbuffer_add_printf(out, " %s to %s", lc->cur->cfg.address, lc->cfg->address);
+		else if (lc->what == UPDATE)
+			evbuffer_add_printf(out, " settings of %s", lc->cfg->address);
+		evbuffer_add(out, "\n", 1);
+		n++;
+	}
+	for (int i = 0; i < plan->np; i++) {
+		const struct pchange *pc = &plan->p[i];
+		const char *name = pc->cfg ? pc->cfg->name : pc->cur->cfg.name;
+		switch (pc->what) {
+		case KEEP:
+			continue;
+		case ADD:
+			evbuffer_add_printf(out, "program %s: start %lld worker%s of %s\n", name,
+					    pc->cfg->workers, pc->cfg->workers == 1 ? "" : "s",
+					    pc->cfg->command);
+			break;
+		case REMOVE:
+			evbuffer_add_printf(out, "program %s: drain and stop its %d worker%s\n", name,
+					    pool_nworkers(pc->cur), pool_nworkers(pc->cur) == 1 ? "" : "s");
+			break;
+		case SCALE:
+			evbuffer_add_printf(out, "program %s: scale %d -> %lld workers\n", name,
+					    pool_nslots_active(pc->cur), pc->cfg->workers);
+			break;
+		case UPGRADE:
+			evbuffer_add_printf(out, "program %s: upgrade to generation %d (settings changed)\n",
+					    name, pc->cur->generation + 1);
+			break;
+		case SCALE_UPGRADE:
+			evbuffer_add_printf(out, "program %s: scale %d -> %lld workers, then upgrade to generation %d\n",
+					    name, pool_nslots_active(pc->cur), pc->cfg->workers,
+					    pc->cur->generation + 1);
+			break;
+		default:
+			break;
+		}
+		n++;
+	}
+	if (plan->log_level_changed) {
+		evbuffer_add_printf(out, "log_level: %s -> %s\n", log_level_name(log_get_level()),
+				    log_level_name(plan->cfg.baton.log_level));
+		n++;
+	}
+	if (!n)
+		evbuffer_add_printf(out, "nothing to change\n");
+	return n;
+}
+
+/* Point l at program p (and p's listener array at l). */
+static void link_listener(struct listener *l, struct program *p)
+{
+	struct program *old = l->prog;
+	if (old) {
+		for (int i = 0; i < old->nlisteners; i++)
+			if (old->listeners[i] == l) {
+				old->listeners[i] = old->listeners[--old->nlisteners];
+				break;
+			}
+	}
+	l->prog = NULL;
+	if (!p)
+		return;
+	struct listener **v = realloc(p->listeners, sizeof(*v) * (p->nlisteners + 1));
+	if (!v)
+		fatal("out of memory");
+	p->listeners = v;
+	v[p->nlisteners++] = l;
+	l->prog = p;
+}
+
+static void close_listener(struct listener *l)
+{
+	log_info("closing listener listener=%s address=%s accepted=%llu", l->cfg.name,
+		 l->cfg.address, (unsigned long long)l->accepted);
+	link_listener(l, NULL);
+	TAILQ_REMOVE(&batond.listeners, l, link);
+	listener_close(l);
+	free(l);
+}
+
+int reload_apply(struct reload_plan *plan,
+		 void (*upgrade)(struct program *p, void *arg),
+		 void (*scale)(struct program *p, int workers, void *arg), void *arg,
+		 char *err, size_t errlen)
+{
+	char why[512];
+
+	/* 1. Open every new listener: the only step that can fail. */
+	for (int i = 0; i < plan->nl; i++) {
+		struct lchange *lc = &plan->l[i];
+		if (lc->what != ADD && lc->what != REPLACE)
+			continue;
+		struct listener *l = calloc(1, sizeof(*l));
+		if (!l) {
+			snprintf(err, errlen, "out of memory");
+			goto undo;
+		}
+		l->cfg = *lc->cfg;
+		l->fd = -1;
+		lc->fresh = l;
+		if (listener_open(l, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "listener %s: %s; nothing changed", l->cfg.name, why);
+			goto undo;
+		}
+	}
+
+	/* 2. From here on nothing fails.  New programs first, so that new
+	 * listeners have someone to feed. */
+	log_set_level(plan->cfg.baton.log_level);
+	control_reconfigure(&plan->cfg.baton);
+	for (int i = 0; i < plan->np; i++) {
+		struct pchange *pc = &plan->p[i];
+		if (pc->what != ADD)
+			continue;
+		struct program *p = pool_program_new(pc->cfg);
+		if (!p)
+			fatal("out of memory");
+		TAILQ_INSERT_TAIL(&batond.programs, p, link);
+		pc->cur = p;
+		log_info("adding program program=%s workers=%lld", p->cfg.name, p->cfg.workers);
+		pool_start(p);
+	}
+	/* 3. Listeners: new ones start feeding, removed ones close (what they
+	 * accepted is in their program's hands already). */
+	for (int i = 0; i < plan->nl; i++) {
+		struct lchange *lc = &plan->l[i];
+		struct listener *l;
+		switch (lc->what) {
+		case KEEP:
+			break;
+		case ADD:
+		case REPLACE:
+			l = lc->fresh;
+			lc->fresh = NULL;
+			if (lc->what == REPLACE)
+				close_listener(lc->cur);
+			TAILQ_INSERT_TAIL(&batond.listeners, l, link);
+			link_listener(l, pool_find(l->cfg.program));
+			dispatch_kick(l->prog);
+			break;
+		case UPDATE:
+			l = lc->cur;
+			log_info("updating listener listener=%s address=%s program=%s", l->cfg.name,
+				 l->cfg.address, lc->cfg->program);
+			listener_update(l, lc->cfg);
+			link_listener(l, pool_find(lc->cfg->program));
+			dispatch_kick(l->prog);
+			break;
+		case REMOVE:
+			close_listener(lc->cur);
+			break;
+		default:
+			break;
+		}
+	}
+	/* 4. Programs: removed ones drain away, changed ones scale/upgrade. */
+	for (int i = 0; i < plan->np; i++) {
+		struct pchange *pc = &plan->p[i];
+		switch (pc->what) {
+		case REMOVE:
+			pool_program_retire(pc->cur);
+			break;
+		case SCALE:
+			pc->cur->cfg.workers = pc->cfg->workers;
+			scale(pc->cur, (int)pc->cfg->workers, arg);
+			break;
+		case SCALE_UPGRADE:
+			/* The new slots start on the old generation and are
+			 * replaced by the upgrade like the others. */
+			pool_set_cfg(pc->cur, pc->cfg);
+			if (pool_scale(pc->cur, (int)pc->cur->cfg.workers) < 0)
+				fatal("out of memory");
+			upgrade(pc->cur, arg);
+			break;
+		case UPGRADE:
+			pool_set_cfg(pc->cur, pc->cfg);
+			upgrade(pc->cur, arg);
+			break;
+		default:
+			break;
+		}
+	}
+	return 0;
+undo:
+	for (int i = 0; i < plan->nl; i++)
+		if (plan->l[i].fresh) {
+			listener_close(plan->l[i].fresh);
+			free(plan->l[i].fresh);
+			plan->l[i].fresh = NULL;
+		}
+	return -1;
+}
