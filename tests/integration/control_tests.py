@@ -11,6 +11,7 @@ import grp
 import re
 import resource
 import select
+import signal
 import socket
 import subprocess
 import threading
@@ -54,7 +55,8 @@ def workers_of(doc, program):
 def running_pids(b, program="web"):
     """{slot: pid} of the RUNNING workers, from batonctl --json status."""
     _, doc = status_json(b, program)
-    return {w["slot"]: w["pid"] for w in workers_of(doc, program) if w["state"] == "RUNNING"}
+    return {w["slot"]: w["pid"] for w in workers_of(doc, program)
+            if w["state"] == "RUNNING" and w["pid"] is not None}
 
 
 def parse_status_text(out):
@@ -806,6 +808,141 @@ backoff = 50ms
     assert b.stop() == 0
 
 
+def pin_connection(port, pid, tries=100):
+    """A kept-alive connection that worker pid answered (it cannot exit
+    while it is open)."""
+    for _ in range(tries):
+        c = socket.create_connection(("127.0.0.1", port), timeout=10)
+        c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, headers, _ = read_response(c)
+        assert status == 200
+        if int(headers["x-baton-pid"]) == pid:
+            return c
+        c.close()
+    raise AssertionError(f"no connection landed on pid {pid} in {tries} tries")
+
+
+def answer_of(p, timeout, what, seen=()):
+    """(code, stdout, stderr) of a running batonctl; fails if it never
+    answers.  seen: stderr lines already read."""
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        raise AssertionError(f"{what}: batonctl never got an answer (waited {timeout} s after the pool "
+                             f"settled); its progress: {[*seen, *err.decode().splitlines()]}") from None
+    return p.returncode, out.decode(), err.decode()
+
+
+@test
+def ctl_restart_when_old_worker_dies_meanwhile(td):
+    """restart, the new worker fails to start, and the old one was killed
+    meanwhile: the slot must not be left without a worker."""
+    flag, release = os.path.join(td.path, "broken"), os.path.join(td.path, "release")
+    script = td.file("web.sh", f"""#!/bin/sh
+if [ -e {flag} ]; then
+    i=0
+    while [ ! -e {release} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done
+    exit 1
+fi
+exec {bin_path('baton-http')}
+""", 0o755)
+    b = Batond(td, web_config(command=script, workers=1, program_extra="ready_timeout = 30s"), wait_ready=1)
+    old = running_pids(b)[0]
+    with open(flag, "w"):
+        pass
+    p = subprocess.Popen([bin_path("batonctl"), "-s", b.control, "restart", "web"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        lines = LineReader(p.stderr).until(r"^web:0 started pid \d+ to replace pid %d$" % old, 10)
+        new = int(lines[-1].split()[3])
+        os.kill(old, signal.SIGKILL)  # a worker of ours: the old one crashes
+        b.wait_log(r"worker exited program=web slot=0 pid=%d " % old, 10)
+        os.unlink(flag)
+        with open(release, "w"):
+            pass  # now the new one fails to start
+        code, out, err = answer_of(p, 20, "restart web")
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert code == 1, (code, out, err)
+    assert "web:0: new worker pid %d failed" % new in err, err
+    problems = []
+    if "pid %d keeps serving" % old in err:
+        problems.append(f"the answer says the killed pid {old} keeps serving: {err.strip()!r}")
+    # the slot has lost both workers: it must be started again, as after any crash
+    try:
+        wait_until(lambda: 0 in running_pids(b), 10, "web:0 RUNNING again")
+    except AssertionError as e:
+        r = ctl(b, "status")
+        problems.append(f"{e}; status exit {r.returncode}: {r.stdout.splitlines()[0]!r}")
+    # and no slot is ever shown RUNNING without a process
+    for w in workers_of(status_json(b)[1], "web"):
+        if w["state"] == "RUNNING" and w["pid"] is None:
+            problems.append(f"status shows a RUNNING slot with no pid: {w}")
+    assert not problems, problems
+    status, headers, _ = http_get(("127.0.0.1", b.port("v4")))
+    assert status == 200 and int(headers["x-baton-pid"]) not in (old, new)
+    assert ctl(b, "status").returncode == 0
+    assert b.stop() == 0
+
+
+@test
+def ctl_stop_undone_by_start_still_answers(td):
+    """stop web:0 waits for a draining worker; start web:0 from another client
+    starts the slot again: the stop must still get an answer (it failed)."""
+    b = Batond(td, web_config(workers=2, program_extra="drain_timeout = 30s"), wait_ready=2)
+    port = b.port("v4")
+    pids = running_pids(b)
+    conn = pin_connection(port, pids[0])
+    p = subprocess.Popen([bin_path("batonctl"), "-s", b.control, "stop", "web:0"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        seen = LineReader(p.stderr).until(r"^web:0 draining$", 10)
+        r = ctl(b, "start", "web:0")
+        assert r.returncode == 0 and r.stdout == "started\n", (r.returncode, r.stdout, r.stderr)
+        conn.close()
+        wait_until(lambda: not pid_alive(pids[0]), 10, "the drained worker exits")
+        code, out, err = answer_of(p, 10, "stop web:0 after start web:0", seen)
+    finally:
+        conn.close()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert code == 1 and "web:0" in err, (code, out, err)
+    assert 0 in running_pids(b)
+    assert b.stop() == 0
+
+
+@test
+def ctl_scale_down_undone_by_scale_up_still_answers(td):
+    """scale web 1 waits for web:1's draining worker; scale web 2 from another
+    client keeps the slot: the first scale must still get an answer."""
+    b = Batond(td, web_config(workers=2, program_extra="drain_timeout = 30s"), wait_ready=2)
+    port = b.port("v4")
+    pids = running_pids(b)
+    conn = pin_connection(port, pids[1])
+    p = subprocess.Popen([bin_path("batonctl"), "-s", b.control, "scale", "web", "1"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        seen = LineReader(p.stderr).until(r"^web: 2 -> 1 workers$", 10)
+        r = ctl(b, "scale", "web", "2")
+        assert r.returncode == 0 and r.stdout == "web scaled to 2\n", (r.returncode, r.stdout, r.stderr)
+        conn.close()
+        wait_until(lambda: not pid_alive(pids[1]), 10, "the drained worker exits")
+        code, out, err = answer_of(p, 10, "scale web 1 after scale web 2", seen)
+    finally:
+        conn.close()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert code == 1 and "web" in err, (code, out, err)
+    assert sorted(running_pids(b)) == [0, 1]
+    assert b.stop() == 0
+
+
 # ---------------------------------------------------------------- other users
 
 @test
@@ -889,7 +1026,7 @@ def ctl_hostile_clients_flood(td):
     answers = {k: [] for k in KINDS}
     samples = []  # a few silent/half clients left open to see their timeout
     total = 0
-    load = Load(("127.0.0.1", port), threads=4, max_requests=50000, max_seconds=40)
+    load = Load(("127.0.0.1", port), threads=4, max_requests=200000, max_seconds=40)
     try:
         wait_until(lambda: load.ok >= 50, 10, "load running")
         deadline = time.monotonic() + 20
