@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
@@ -69,6 +70,14 @@ def _up(port):
         return False
 
 
+def upgrading(b, stop, count):
+    """Run `batonctl upgrade web` once a second until stop is set."""
+    while not stop.wait(1.0):
+        r = subprocess.run([bin_path("batonctl"), "-s", b.control, "upgrade", "web"],
+                           capture_output=True, text=True, timeout=60)
+        count.append(r.returncode)
+
+
 def through_batond():
     td = TestDir()
     try:
@@ -85,6 +94,15 @@ workers = {WORKERS}
 """, args=["-l", "info"], wait_ready=WORKERS)
         port = b.port("web")
         res = measure(port)
+        stop, codes = threading.Event(), []
+        t = threading.Thread(target=upgrading, args=(b, stop, codes))
+        t.start()
+        try:
+            res["upgrading"] = measure(port)
+        finally:
+            stop.set()
+            t.join()
+        res["upgrades"] = codes
         assert b.stop() == 0
         return res
     finally:
@@ -100,7 +118,14 @@ def main():
     for mode in d:
         (dr, de), (br, be) = d[mode], b[mode]
         print(f"{mode:<28} {dr:>14.0f} {br:>14.0f} {br / dr:>7.2f} {de:>5}/{be:<5}")
-    return 0
+    codes = b["upgrades"]
+    print(f"\nupgrade under load: `batonctl upgrade web` once a second "
+          f"({len(codes)} upgrades, {sum(c != 0 for c in codes)} failed)")
+    print(f"{'mode':<28} {'steady req/s':>14} {'upgrading':>14} {'ratio':>7} {'errors':>11}")
+    for mode in d:
+        (sr, _), (ur, ue) = b[mode], b["upgrading"][mode]
+        print(f"{mode:<28} {sr:>14.0f} {ur:>14.0f} {ur / sr:>7.2f} {ue:>11}")
+    return 1 if any(codes) else 0
 
 
 if __name__ == "__main__":

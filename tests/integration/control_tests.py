@@ -457,7 +457,8 @@ def ctl_stop_is_graceful_streams_progress_then_start(td):
 
 @test
 def ctl_restart_is_rolling_under_load(td):
-    b = Batond(td, web_config(workers=2), wait_ready=2)
+    # a new worker takes a moment to be ready: the overlap is visible
+    b = Batond(td, web_config(workers=2, command="@BIN@/baton-http --ready-delay 300"), wait_ready=2)
     port = b.port("v4")
     old = running_pids(b)
     assert sorted(old) == [0, 1], old
@@ -507,6 +508,9 @@ def ctl_restart_is_rolling_under_load(td):
     for s in samples:
         for slot in (0, 1):
             assert any(sl == slot and st == "RUNNING" for sl, st, _ in s), ("slot down", slot, s)
+    # and the new worker started next to the old one, not after it
+    overlap = [s for s in samples if any(st == "STARTING" and pid in new.values() for _, st, pid in s)]
+    assert overlap, samples
     assert ok >= 100, ok
     print(f"    {ok} requests, 0 errors, {len(samples)} status samples; {old} -> {new}")
     assert b.stop() == 0
