@@ -33,8 +33,9 @@ static void usage(FILE *out)
 		"  -h, --help          this help\n"
 		"      --config-reference  print every config key as a Markdown table\n"
 		"\n"
-		"Signals: TERM/INT drain and exit (twice: stop now), HUP reload (not yet),\n"
-		"USR1 reopen logs (stderr only: nothing to do).\n",
+		"Signals: TERM/INT drain and exit (twice: stop now), HUP reload the\n"
+		"configuration, USR2 rolling upgrade of every program, USR1 reopen logs\n"
+		"(stderr only: nothing to do).\n",
 		BATON_DEFAULT_CONFIG);
 }
 
