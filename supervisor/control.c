@@ -308,8 +308,14 @@ static int restart_step(struct op *op, struct op_slot *os, char *why, size_t siz
 	}
 	w = pool_find_pid(os->new_pid);
 	if (!w || w->prog != os->prog || w->state == WS_STOPPING || w->broken) {
-		if (os->old_pid)
+		struct worker *old = os->old_pid ? pool_find_pid(os->old_pid) : NULL;
+		if (old && old->prog == os->prog && !old->retiring && !old->broken)
 			snprintf(why, size, "%s:%d: new worker pid %d failed (%s); pid %d keeps serving",
+				 name, os->slot, (int)os->new_pid, s->last_exit, (int)os->old_pid);
+		else if (os->old_pid)
+			snprintf(why, size,
+				 "%s:%d: new worker pid %d failed (%s), and pid %d exited meanwhile; "
+				 "the slot restarts as after a crash",
 				 name, os->slot, (int)os->new_pid, s->last_exit, (int)os->old_pid);
 		else
 			snprintf(why, size, "%s:%d: new worker pid %d failed (%s)", name, os->slot,
@@ -357,7 +363,11 @@ static int op_check(struct op *op)
 			r = wait_running(op, os, why, sizeof(why));
 			break;
 		case OP_STOP:
-			if (s && slot_has_workers(s)) {
+			if (s && !s->held) {
+				snprintf(why, sizeof(why), "%s:%d was started again before it stopped",
+					 os->prog->cfg.name, os->slot);
+				r = -1;
+			} else if (s && slot_has_workers(s)) {
 				r = 0;
 			} else {
 				putf(op_client(op), '>', "%s:%d stopped", os->prog->cfg.name, os->slot);
@@ -378,7 +388,11 @@ static int op_check(struct op *op)
 		case OP_SCALE:
 			if (os->slot < op->target) {
 				r = wait_running(op, os, why, sizeof(why));
-			} else if (os->slot < os->prog->nslots) {
+			} else if (s && !s->removing) {
+				snprintf(why, sizeof(why), "%s:%d was kept by a later scale or start",
+					 os->prog->cfg.name, os->slot);
+				r = -1;
+			} else if (s) {
 				r = 0; /* removed when its workers are gone */
 			} else {
 				putf(op_client(op), '>', "%s:%d removed", os->prog->cfg.name, os->slot);
@@ -1096,6 +1110,14 @@ static int scale_start(struct client *c, struct op *parent, struct program *p, i
 		       char *err, size_t errlen)
 {
 	struct op *busy = busy_with(p);
+	if (busy && busy->kind == OP_SCALE) {
+		/* A new target replaces the old one (say, to undo a scale-down
+		 * that waits for draining workers): the old request fails. */
+		char why[128];
+		snprintf(why, sizeof(why), "superseded by scale %s %d", p->cfg.name, n);
+		op_end(busy, CTL_FAILED, why);
+		busy = busy_with(p);
+	}
 	if (busy) {
 		snprintf(err, errlen, "%s is busy: %s is in progress", p->cfg.name, busy->what);
 		return -1;

@@ -605,10 +605,13 @@ static void after_exit(struct worker *w, int status, const char *how)
 	snprintf(s->last_exit, sizeof(s->last_exit), "%s%s%s", w->why[0] ? w->why : how,
 		 w->why[0] ? ", " : "", w->why[0] ? how : "");
 	if (w->replacement) {
-		/* Never became ready: the worker it was to replace carries on. */
-		log_warn("replacement worker failed program=%s slot=%d pid=%d reason=\"%s\"",
-			 p->cfg.name, s->index, (int)w->pid, s->last_exit);
-		return;
+		/* Never became ready: the worker it was to replace carries on,
+		 * unless it is gone too; then the slot restarts as after a crash. */
+		log_warn("replacement worker failed program=%s slot=%d pid=%d reason=\"%s\"%s",
+			 p->cfg.name, s->index, (int)w->pid, s->last_exit,
+			 pool_slot_live(s) ? "" : " replaced=gone");
+		if (pool_slot_live(s))
+			return;
 	}
 	if (pool_slot_live(s))
 		return; /* its replacement serves the slot */
