@@ -96,6 +96,8 @@ static const struct key keys[] = {
 	  "After the stop signal, wait this long before SIGKILL."),
 	P("queue_timeout", T_DUR, queue_timeout, 1, HOUR, "5s",
 	  "A connection no worker can take within this time is closed (and counted)."),
+	P("heartbeat_timeout", T_DUR, heartbeat_timeout, 0, HOUR, "10s",
+	  "A RUNNING worker silent this long on its channel is hung: killed, replaced, its unacked connections handed to others (batond sends STATUS after half of it; 0: off)."),
 	P("stop_signal", T_SIG, stop_signal, 0, 0, "TERM",
 	  "Signal that stops a worker: TERM, INT, QUIT, HUP, USR1, USR2 or KILL."),
 	P("restart", T_RESTART, restart, 0, 0, "always",

@@ -60,6 +60,7 @@ struct cfg_program {
 	uint64_t drain_timeout;
 	uint64_t stop_timeout;
 	uint64_t queue_timeout;
+	uint64_t heartbeat_timeout;
 	int stop_signal;
 	enum restart_policy restart;
 	uint64_t backoff;

@@ -294,6 +294,28 @@ void pool_fail_worker(struct worker *w, const char *why)
 	dispatch_kick(w->prog);
 }
 
+/* While RUNNING, ev_timer checks that the worker still talks. */
+static void heartbeat_check(struct worker *w)
+{
+	uint64_t limit = pool_cfg_for(w->prog, w->generation)->heartbeat_timeout;
+	uint64_t silent = now_ms() - w->last_msg_ms;
+	char why[80];
+
+	if (!limit)
+		return;
+	if (silent >= limit) {
+		snprintf(why, sizeof(why), "hung: no heartbeat for %llu ms",
+			 (unsigned long long)silent);
+		pool_fail_worker(w, why);
+		return;
+	}
+	/* Half the time gone: ask.  A full channel means it is not reading;
+	 * the timeout will tell. */
+	if (silent >= limit / 2 && !w->status_sent && send_simple(w, PROTO_STATUS) == 0)
+		w->status_sent = 1;
+	arm_timer(w, limit / 4 > 10 ? limit / 4 : 10);
+}
+
 static void worker_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
@@ -319,6 +341,7 @@ static void worker_timer(evutil_socket_t fd, short what, void *arg)
 		signal_worker(w, SIGKILL);
 		break;
 	case WS_RUNNING:
+		heartbeat_check(w);
 		break;
 	}
 }
@@ -343,6 +366,7 @@ static void handle_msg(struct worker *w, const struct proto_msg *m)
 			 p->cfg.name, w->slot, (int)w->pid, w->generation, w->capacity,
 			 (unsigned long long)(w->ready_ms - w->started_ms));
 		w->replacement = 0; /* it serves the slot now */
+		heartbeat_check(w);
 		if (batond.shutting_down)
 			pool_drain_worker(w);
 		dispatch_kick(p);
@@ -420,6 +444,8 @@ static void read_channel(struct worker *w, int max)
 			pool_fail_worker(w, why);
 			return;
 		}
+		w->last_msg_ms = now_ms();
+		w->status_sent = 0;
 		handle_msg(w, &m);
 	}
 }

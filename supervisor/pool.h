@@ -51,6 +51,8 @@ struct worker {
 	uint32_t active;   /* acked and not done */
 	struct conn_list outbox, unacked;
 	uint64_t started_ms, ready_ms;
+	uint64_t last_msg_ms; /* last message on the channel (heartbeat timeout) */
+	int status_sent;      /* STATUS sent since that message */
 	uint64_t handed, acked;
 };
 

@@ -179,6 +179,54 @@ def sigkill_worker_under_load_loses_nothing(td):
 
 
 @test
+def hung_worker_is_killed_by_heartbeat_timeout(td):
+    """A worker that stops reading its channel (SIGSTOP: no heartbeat, no
+    answer to STATUS) is killed after heartbeat_timeout, replaced, and the
+    connections it never acked go to the other worker."""
+    b = Batond(td, web_config(workers=2, program_extra="heartbeat_timeout = 1s"), wait_ready=2)
+    port = b.port("v4")
+    before = b.ready_pids("web")
+    time.sleep(2.5)  # idle but healthy: heartbeats and STATUS answers keep them
+    assert b.ready_pids("web") == before and "hung" not in b.log(), b.tail()
+    load = Load(("127.0.0.1", port), threads=4, max_requests=200000, max_seconds=30)
+    time.sleep(0.3)
+    victim = next(iter(before))
+    os.kill(victim, signal.SIGSTOP)  # the load runs on until finish()
+    try:
+        b.wait_log(r'worker failed, killing it program=web slot=\d+ pid=%d '
+                   r'reason="hung: no heartbeat for \d+ ms"' % victim, 10)
+        b.wait_log(r"worker exited program=web slot=\d+ pid=%d signal=Killed" % victim, 10)
+    finally:
+        if pid_alive(victim):
+            os.kill(victim, signal.SIGCONT)
+    b.wait_ready(3)
+    time.sleep(0.5)
+    ok, errors = load.finish()
+    assert not errors, (len(errors), errors[:5])
+    after = b.ready_pids("web")
+    assert victim not in after and len(after) == 2, (before, after)
+    assert b.stop() == 0
+    m = re.search(r"program totals program=web accepted=(\d+) handed=\d+ acked=(\d+) "
+                  r"redispatched=(\d+) dropped=(\d+)", b.log())
+    assert m, b.tail()
+    accepted, acked, redispatched, dropped = map(int, m.groups())
+    assert dropped == 0 and accepted == acked and redispatched >= 1, m.group(0)
+    print(f"    {ok} requests, 0 errors; hung worker {victim} killed, {redispatched} connections re-dispatched")
+
+
+@test
+def python_worker_answers_status_in_time(td):
+    """The example Python worker keeps a short heartbeat_timeout happy."""
+    b = Batond(td, web_config(command="python3 @ROOT@/worker/examples/http_worker.py", workers=1,
+                              program_extra="heartbeat_timeout = 600ms"), wait_ready=1)
+    pids = b.ready_pids("web")
+    time.sleep(2)
+    assert b.ready_pids("web") == pids and "hung" not in b.log(), b.tail()
+    assert http_get(("127.0.0.1", b.port("v4")))[0] == 200
+    assert b.stop() == 0
+
+
+@test
 def never_ready_worker_gets_no_traffic(td):
     script = td.file("pick.sh", f"""#!/bin/sh
 if [ "$BATON_WORKER" = 1 ]; then exec {bin_path('baton-http')} --never-ready; fi

@@ -192,7 +192,8 @@ static const char full_ini[] =
 	"command=/bin/cat\n"
 	"stop_signal = 9\n"
 	"restart = never\n"
-	"workers = 0\n";
+	"workers = 0\n"
+	"heartbeat_timeout = 0\n";
 
 static void test_full_valid(void **state)
 {
@@ -298,6 +299,7 @@ static void test_full_valid(void **state)
 	assert_string_equal(p->argv[0], "/bin/cat");
 	assert_null(p->argv[1]);
 	assert_int_equal(p->stop_signal, SIGKILL);
+	assert_int_equal(p->heartbeat_timeout, 0);
 	assert_int_equal(p->restart, RESTART_NEVER);
 	assert_int_equal(p->workers, 0);
 
@@ -351,6 +353,7 @@ static void test_defaults(void **state)
 	assert_int_equal(p->drain_timeout, 30000);
 	assert_int_equal(p->stop_timeout, 10000);
 	assert_int_equal(p->queue_timeout, 5000);
+	assert_int_equal(p->heartbeat_timeout, 10000);
 	assert_int_equal(p->stop_signal, SIGTERM);
 	assert_int_equal(p->restart, RESTART_ALWAYS);
 	assert_int_equal(p->backoff, 500);
@@ -489,6 +492,8 @@ static const struct bad bad_cases[] = {
 	{"duration not a number", PROG "queue_timeout = soon\n", 1, 3, "duration"},
 	{"duration above max", PROG "ready_timeout = 2h\n", 1, 3, "from 1ms to 1h"},
 	{"duration below min", PROG "queue_timeout = 0\n", 1, 3, "from 1ms to 1h"},
+	{"heartbeat above max", PROG "heartbeat_timeout = 61m\n", 1, 3, "duration from 0 to 1h"},
+	{"heartbeat bad unit", PROG "heartbeat_timeout = 5 s\n", 1, 3, "duration"},
 	{"duration drain max", PROG "drain_timeout = 25h\n", 1, 3, "duration from 0 to 24h"},
 	{"duration keepidle max", LIS "tcp_keepidle = 10h\n" PROG, 1, 4, "duration"},
 	{"duration overflow", PROG "backoff = 99999999999999999999ms\n", 1, 3, "duration"},
@@ -1069,7 +1074,7 @@ static void test_reference(void **state)
 		"tcp_keepalive", "tcp_keepidle", "tcp_keepintvl", "tcp_keepcnt",
 		"tcp_user_timeout",
 		"command", "workers", "directory", "environment", "user",
-		"ready_timeout", "drain_timeout", "stop_timeout", "queue_timeout",
+		"ready_timeout", "drain_timeout", "stop_timeout", "queue_timeout", "heartbeat_timeout",
 		"stop_signal", "restart", "backoff", "backoff_max", "start_retries",
 		"start_window", "capacity", "upgrade_batch",
 	};
