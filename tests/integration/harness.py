@@ -46,7 +46,8 @@ class TestDir:
 class Batond:
     """A batond process and what its log says."""
 
-    def __init__(self, td, config, args=(), wait_ready=None, expect_fail=False):
+    def __init__(self, td, config, args=(), wait_ready=None, expect_fail=False, wrapper=(),
+                 start_timeout=10):
         self.td = td
         config = config.replace("@DIR@", td.path).replace("@BIN@", BIN).replace("@ROOT@", ROOT)
         self.control = os.path.join(td.path, "ctl.sock")
@@ -60,13 +61,13 @@ class Batond:
         self.config = td.file("baton.ini", config)
         self.logpath = os.path.join(td.path, "batond.log")
         self.logf = open(self.logpath, "w")
-        self.proc = subprocess.Popen([bin_path("batond"), "-c", self.config, *args],
+        self.proc = subprocess.Popen([*wrapper, bin_path("batond"), "-c", self.config, *args],
                                      stdin=subprocess.DEVNULL, stdout=self.logf,
                                      stderr=subprocess.STDOUT)
         td.procs.append(self)
         if expect_fail:
             return
-        self.wait_log(r"listening listener=|starting version", 10)
+        self.wait_log(r"listening listener=|starting version", start_timeout)
         if wait_ready:
             self.wait_ready(wait_ready)
 
