@@ -18,6 +18,7 @@ from harness import (BIN, ROOT, TESTS, Batond, Load, TestDir, bin_path, http_get
                      pid_alive, read_response, test, wait_until, web_config)
 import control_tests  # noqa: E402,F401  (registers the batonctl tests)
 import upgrade_tests  # noqa: E402,F401  (upgrades and reload under load)
+import valgrind_tests  # noqa: E402,F401  (batond under memcheck)
 
 def run(args, **kw):
     return subprocess.run(args, capture_output=True, text=True, timeout=30, **kw)
