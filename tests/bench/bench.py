@@ -3,11 +3,17 @@
 batond, with a new connection per request and with keep-alive, measured
 with wrk in one run.  Prints the figures and the ratios.
 
+Then batond's memory: resident set size at idle and while workers hold
+BENCH_HELD (default 10000) open keep-alive connections, against the
+targets (8 MiB idle, 16 MiB at 10,000 connections).
+
 Environment: BATON_BIN (binaries), BENCH_SECONDS (per run, default 5),
-BENCH_CONNS (wrk connections, default 50), BENCH_WORKERS (default 2).
+BENCH_CONNS (wrk connections, default 50), BENCH_WORKERS (default 2),
+BENCH_HELD (default 10000).
 """
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -21,6 +27,8 @@ from harness import Batond, TestDir, bin_path, http_get, wait_until  # noqa: E40
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 CONNS = int(os.environ.get("BENCH_CONNS", "50"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
+HELD = int(os.environ.get("BENCH_HELD", "10000"))
+MIB = 1024 * 1024
 
 
 def free_port():
@@ -109,6 +117,63 @@ workers = {WORKERS}
         td.cleanup()
 
 
+def rss(pid):
+    """(VmRSS, VmHWM) of a process, in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        text = f.read()
+    return tuple(int(re.search(rf"^{k}:\s+(\d+) kB", text, re.M).group(1)) * 1024
+                 for k in ("VmRSS", "VmHWM"))
+
+
+def memory():
+    """batond's RSS at idle and with HELD connections held by the workers."""
+    need = HELD + 512
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, max(hard, need)))
+    td = TestDir()
+    conns = []
+    try:
+        cap = HELD // WORKERS + 1024
+        b = Batond(td, f"""
+[baton]
+log_level = warn
+[listener:web]
+address = tcp:127.0.0.1:0
+program = web
+backlog = 4096
+[program:web]
+command = @BIN@/baton-http --capacity {cap}
+capacity = {cap}
+workers = {WORKERS}
+""", args=["-l", "info"], wait_ready=WORKERS, wrapper=["prlimit", f"--nofile={need}:{need}"])
+        port = b.port("web")
+        for _ in range(100):
+            assert http_get(("127.0.0.1", port))[0] == 200
+        time.sleep(0.5)
+        idle = rss(b.proc.pid)[0]
+        deadline, answered = time.monotonic() + 120, 0
+        for i in range(HELD):
+            assert time.monotonic() < deadline, f"only {i} connections in 120 s"
+            c = socket.create_connection(("127.0.0.1", port), timeout=30)
+            c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            conns.append(c)
+            if len(conns) % 500 == 0 or i == HELD - 1:  # read the answers: handed and acked
+                for c2 in conns[answered:]:
+                    assert c2.recv(4096).startswith(b"HTTP/1.1 200"), "no answer"
+                answered = len(conns)
+        held, peak = rss(b.proc.pid)
+        for c in conns:
+            c.close()
+        conns = []
+        assert b.stop() == 0
+        return idle, held, peak
+    finally:
+        for c in conns:
+            c.close()
+        td.cleanup()
+
+
 def main():
     print(f"baton bench: wrk -t2 -c{CONNS} -d{SECONDS}s, {WORKERS} baton-http workers, "
           f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
@@ -125,6 +190,11 @@ def main():
     for mode in d:
         (sr, _), (ur, ue) = b[mode], b["upgrading"][mode]
         print(f"{mode:<28} {sr:>14.0f} {ur:>14.0f} {ur / sr:>7.2f} {ue:>11}")
+    idle, held, peak = memory()
+    print(f"\nbatond memory (VmRSS): idle {idle / MIB:.1f} MiB (target < 8 MiB, "
+          f"{idle / (8 * MIB):.2f} of it); {HELD} open connections held by the workers "
+          f"{held / MIB:.1f} MiB, peak {peak / MIB:.1f} MiB (target < 16 MiB, "
+          f"{peak / (16 * MIB):.2f} of it)")
     return 1 if any(codes) else 0
 
 
