@@ -22,6 +22,7 @@
 #include "ctl.h"
 #include "listener.h"
 #include "log.h"
+#include "notify.h"
 #include "pool.h"
 #include "proto.h"
 #include "reload.h"
@@ -208,6 +209,8 @@ static void op_free(struct op *op)
 			o->parent = NULL; /* orphaned children carry on silently */
 	if (op->client)
 		op->client->op = NULL;
+	if (op->kind == OP_RELOAD)
+		notify_reloaded();
 	LIST_REMOVE(op, link);
 	free(op->s);
 	free(op);
@@ -447,6 +450,7 @@ void control_pool_changed(void)
 			op = op_check(op) ? LIST_FIRST(&ctl.ops) : LIST_NEXT(op, link);
 	} while (again);
 	busy = 0;
+	notify_pool_changed();
 }
 
 static struct op *op_new_for(struct client *c, struct op *parent, enum op_kind kind,
@@ -869,6 +873,7 @@ static void reload(struct client *c, int dry_run)
 	if (text)
 		put_lines(c, '>', text, len);
 	log_info("reloading config=%s changes=%d", batond.config_path, changes);
+	notify_reloading();
 	struct op *rop = c ? op_new(c, OP_RELOAD, "config") : op_new_for(NULL, NULL, OP_RELOAD, "config");
 	if (!rop) {
 		evbuffer_free(buf);

@@ -12,6 +12,7 @@
 #include "control.h"
 #include "listener.h"
 #include "log.h"
+#include "notify.h"
 #include "pool.h"
 #include "version.h"
 
@@ -62,6 +63,7 @@ void batond_shutdown(const char *why)
 		return;
 	}
 	log_info("shutting down: draining workers signal=%s", why);
+	notify_stopping();
 	batond.shutting_down = 1;
 	control_shutdown();
 	TAILQ_FOREACH(l, &batond.listeners, link)
@@ -154,6 +156,7 @@ static void teardown(void)
 	struct listener *l;
 	struct program *p;
 	control_close();
+	notify_close();
 	while ((l = TAILQ_FIRST(&batond.listeners))) {
 		TAILQ_REMOVE(&batond.listeners, l, link);
 		listener_close(l);
@@ -242,12 +245,16 @@ int main(int argc, char **argv)
 	}
 
 	log_info("starting version=%s config=%s", BATON_VERSION, path);
+	char nerr[256];
+	if (notify_init(nerr, sizeof(nerr)) < 0)
+		fatal("%s", nerr);
 	batond.config_path = path;
 	setup(&cfg);
 	struct program *p;
 	TAILQ_FOREACH(p, &batond.programs, link)
 		pool_start(p);
 	pool_reap(); /* children that died before the handler existed */
+	notify_pool_changed(); /* READY=1 at once if no program has workers */
 
 	event_base_dispatch(batond.base);
 

@@ -19,6 +19,7 @@ from harness import (BIN, ROOT, TESTS, Batond, Load, TestDir, bin_path, http_get
 import control_tests  # noqa: E402,F401  (registers the batonctl tests)
 import upgrade_tests  # noqa: E402,F401  (upgrades and reload under load)
 import valgrind_tests  # noqa: E402,F401  (batond under memcheck)
+import systemd_tests  # noqa: E402,F401  (sd_notify)
 
 def run(args, **kw):
     return subprocess.run(args, capture_output=True, text=True, timeout=30, **kw)

@@ -1,0 +1,185 @@
+"""batond and systemd: the notify protocol, checked on a real AF_UNIX
+datagram socket set as NOTIFY_SOCKET, in order across start, reload,
+a worker crash and stop."""
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+from harness import Batond, bin_path, http_get, test, wait_until, web_config
+
+
+class NotifySocket:
+    """What systemd would receive: each datagram, in order."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.settimeout(0.2)
+        self.msgs = []
+        self.lock = threading.Lock()
+        self.stop_flag = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop_flag.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except socket.timeout:
+                continue
+            with self.lock:
+                self.msgs.append((time.monotonic(), data.decode()))
+
+    def states(self):
+        """Messages other than WATCHDOG=1, as {key: value} dicts."""
+        with self.lock:
+            msgs = [m for _, m in self.msgs if m != "WATCHDOG=1"]
+        return [dict(line.split("=", 1) for line in m.split("\n")) for m in msgs]
+
+    def count(self, text):
+        with self.lock:
+            return sum(m == text for _, m in self.msgs)
+
+    def wait(self, key, n=1, timeout=10):
+        wait_until(lambda: sum(key in s for s in self.states()) >= n, timeout,
+                   f"{n} x {key} on NOTIFY_SOCKET (got {self.states()})")
+
+    def close(self):
+        self.stop_flag.set()
+        self.thread.join(5)
+        self.sock.close()
+
+
+def with_env(env, fn):
+    """Run fn with extra environment variables (batond inherits them)."""
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return fn()
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@test
+def sd_notify_ready_reload_status_watchdog_stopping(td):
+    ns = NotifySocket(os.path.join(td.path, "notify.sock"))
+    try:
+        b = with_env({"NOTIFY_SOCKET": ns.path, "WATCHDOG_USEC": "300000"},
+                     lambda: Batond(td, web_config(workers=2, program_extra="ready_timeout = 5s")))
+        ns.wait("READY")
+        # STATUS lines while starting, then READY once both workers are ready
+        states = ns.states()
+        k = next(k for k, s in enumerate(states) if "READY" in s)
+        assert all(list(s) == ["STATUS"] for s in states[:k]), states
+        assert states[k] == {"READY": "1", "STATUS": "web 2/2 running"}, states
+        assert len(b.wait_log(r"worker ready program=web", 1, 2)) == 2
+        # the workers do not inherit the notify socket or the watchdog
+        for pid in b.ready_pids("web"):
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = f.read()
+            assert b"NOTIFY_SOCKET" not in env and b"WATCHDOG_" not in env, env
+        # WATCHDOG=1 keeps coming (every WATCHDOG_USEC/2)
+        wait_until(lambda: ns.count("WATCHDOG=1") >= 4, 10, "4 x WATCHDOG=1")
+
+        # a reload: RELOADING=1 with the monotonic clock, then READY=1 with the new counts
+        with open(b.config) as f:
+            cfg = f.read()
+        with open(b.config, "w") as f:
+            f.write(cfg.replace("workers = 2", "workers = 3"))
+        before_us = time.clock_gettime(time.CLOCK_MONOTONIC) * 1e6
+        r = subprocess.run([bin_path("batonctl"), "-s", b.control, "reload"],
+                           capture_output=True, text=True, timeout=60)
+        after_us = time.clock_gettime(time.CLOCK_MONOTONIC) * 1e6
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        ns.wait("READY", 2)
+        states = ns.states()
+        i = next(i for i, s in enumerate(states) if "RELOADING" in s)
+        assert states[i]["RELOADING"] == "1"
+        assert before_us <= int(states[i]["MONOTONIC_USEC"]) <= after_us, (states[i], before_us, after_us)
+        j = next(j for j, s in enumerate(states) if j > i and "READY" in s)
+        assert states[j]["STATUS"] == "web 3/3 running", states
+
+        # a worker crash shows in STATUS, and so does its replacement
+        victim = next(iter(b.ready_pids("web")))
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: any(s.get("STATUS") == "web 2/3 running" for s in ns.states()[j:]), 10,
+                   "STATUS with a worker missing")
+        wait_until(lambda: ns.states()[-1].get("STATUS") == "web 3/3 running", 10,
+                   "STATUS back at full count")
+        assert sum("READY" in s for s in ns.states()) == 2  # READY only at start and after reload
+
+        assert b.stop() == 0
+        last = ns.states()[-1]
+        assert last.get("STOPPING") == "1", ns.states()
+        print(f"    {len(ns.states())} state messages, {ns.count('WATCHDOG=1')} watchdog pings")
+    finally:
+        ns.close()
+
+
+@test
+def sd_notify_bad_environment(td):
+    ns = NotifySocket(os.path.join(td.path, "notify.sock"))
+    try:
+        # not for us: WATCHDOG_PID names another process
+        b = with_env({"NOTIFY_SOCKET": ns.path, "WATCHDOG_USEC": "100000", "WATCHDOG_PID": "1"},
+                     lambda: Batond(td, web_config(workers=1), wait_ready=1))
+        ns.wait("READY")
+        time.sleep(0.5)
+        assert ns.count("WATCHDOG=1") == 0
+        assert http_get(("127.0.0.1", b.port("v4")))[0] == 200
+        assert b.stop() == 0
+    finally:
+        ns.close()
+    for env, msg in (({"NOTIFY_SOCKET": "relative/notify.sock"}, "got 'relative/notify.sock'"),
+                     ({"NOTIFY_SOCKET": "/x" * 100}, "NOTIFY_SOCKET: want an absolute path or @abstract name shorter than 108 bytes"),
+                     ({"NOTIFY_SOCKET": ns.path, "WATCHDOG_USEC": "soon"}, "WATCHDOG_USEC: want a positive number, got 'soon'")):
+        r = with_env(env, lambda: subprocess.run([bin_path("batond"), "-c", b.config],
+                                                 capture_output=True, text=True, timeout=30))
+        assert r.returncode == 1 and msg in r.stderr, (env, r.returncode, r.stderr)
+    # an abstract socket name (@...) works too
+    name = f"baton-test-{os.getpid()}-{time.monotonic_ns()}"
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind("\0" + name)
+    s.settimeout(10)
+    try:
+        b = with_env({"NOTIFY_SOCKET": "@" + name},
+                     lambda: Batond(td, web_config(workers=1), wait_ready=1))
+        got = []
+        while not got or not got[-1].startswith("READY=1"):
+            got.append(s.recv(4096).decode())
+        assert got[-1] == "READY=1\nSTATUS=web 1/1 running", got
+        assert b.stop() == 0
+    finally:
+        s.close()
+
+
+@test
+def systemd_unit_file_is_consistent(td):
+    """etc/batond.service: Type=notify, a reload that waits for the result,
+    and command lines batond and batonctl accept."""
+    from harness import ROOT
+    with open(os.path.join(ROOT, "etc", "batond.service")) as f:
+        unit = f.read()
+    keys = dict(re.findall(r"^(\w+)=(.*)$", unit, re.M))
+    assert keys["Type"] == "notify" and keys["NotifyAccess"] == "main", keys
+    assert keys["KillMode"] == "mixed" and keys["WatchdogSec"], keys
+    start, check, reload = keys["ExecStart"].split(), keys["ExecStartPre"].split(), keys["ExecReload"].split()
+    assert os.path.basename(start[0]) == "batond" and start[1:3] == ["-c", "/etc/baton/baton.ini"], start
+    assert os.path.basename(check[0]) == "batond" and check[1] == "-t", check
+    assert os.path.basename(reload[0]) == "batonctl" and reload[-1] == "reload", reload
+    # the same flags, on the shipped default config
+    cfg = os.path.join(ROOT, "etc", "baton.ini")
+    r = subprocess.run([bin_path("batond"), *check[1:-1], cfg], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "ok" in r.stdout, (r.stdout, r.stderr)
+    r = subprocess.run([bin_path("batonctl"), *reload[1:-2], cfg, "help", "reload"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "reload" in r.stdout, (r.stdout, r.stderr)
