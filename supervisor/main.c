@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 
 #include "batond.h"
 #include "config.h"
@@ -248,6 +250,13 @@ int main(int argc, char **argv)
 	char nerr[256];
 	if (notify_init(nerr, sizeof(nerr)) < 0)
 		fatal("%s", nerr);
+	/* Orphans of our workers (daemonized helpers, children of a crashed
+	 * worker) come to us rather than to init: we reap them, which also
+	 * makes batond a correct PID 1 in a container. */
+	if (getpid() != 1 && prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+		log_warn("cannot become a child subreaper: %s", strerror(errno));
+	else if (getpid() == 1)
+		log_info("running as PID 1: reaping every orphan");
 	batond.config_path = path;
 	setup(&cfg);
 	struct program *p;

@@ -1,6 +1,6 @@
-"""batond and systemd: the notify protocol, checked on a real AF_UNIX
+"""batond under systemd and in containers: the notify protocol, checked on a real AF_UNIX
 datagram socket set as NOTIFY_SOCKET, in order across start, reload,
-a worker crash and stop."""
+a worker crash and stop; the unit file; orphans reaped as a subreaper."""
 import os
 import re
 import signal
@@ -183,3 +183,31 @@ def systemd_unit_file_is_consistent(td):
     r = subprocess.run([bin_path("batonctl"), *reload[1:-2], cfg, "help", "reload"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and "reload" in r.stdout, (r.stdout, r.stderr)
+
+
+def ppid_of(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"^PPid:\s+(\d+)", f.read(), re.M).group(1))
+
+
+@test
+def orphans_come_to_batond_and_are_reaped(td):
+    """batond is a child subreaper: a process a worker leaves behind is
+    reparented to batond (not init) and reaped when it exits (no zombie)."""
+    pidfile = os.path.join(td.path, "orphan.pid")
+    script = td.file("w.sh", f"""#!/bin/sh
+( sleep 1 & echo $! > {pidfile}.tmp; mv {pidfile}.tmp {pidfile} )
+exec {bin_path('baton-http')}
+""", 0o755)
+    b = Batond(td, web_config(command=script, workers=1), wait_ready=1)
+    wait_until(lambda: os.path.exists(pidfile), 10, "the orphan's pid file")
+    with open(pidfile) as f:
+        orphan = int(f.read())
+    try:
+        assert ppid_of(orphan) == b.proc.pid, (orphan, ppid_of(orphan), b.proc.pid)
+        wait_until(lambda: not os.path.exists(f"/proc/{orphan}"), 10, "the orphan reaped, no zombie")
+    finally:
+        if os.path.exists(f"/proc/{orphan}"):
+            os.kill(orphan, signal.SIGKILL)
+    assert http_get(("127.0.0.1", b.port("v4")))[0] == 200
+    assert b.stop() == 0
