@@ -56,6 +56,8 @@ static const struct key keys[] = {
 	  "Also allow `control_group` members every other command (start, stop, scale...)."),
 	B("log_level", T_LEVEL, log_level, 0, 0, "info",
 	  "debug, info, warn or error."),
+	B("http", T_ADDR, http, 0, 0, "",
+	  "Optional HTTP endpoint for probes and Prometheus, e.g. `tcp:127.0.0.1:9180`: `/metrics`, `/healthz`, `/readyz` (TCP only; empty: off)."),
 
 	L("address", T_ADDR, address, 0, 0, NULL,
 	  "`tcp:HOST:PORT`, `tcp:[V6]:PORT`, `[V6]:PORT` or `unix:/abs/path`; port 0 picks a free port."),
@@ -429,7 +431,15 @@ static int set_value(struct parse *p, const struct key *k, void *base,
 				 "'%s' is not a valid name (1-31 of letters, digits, _ - .)", buf);
 			return -1;
 		}
-		if (k->type == T_ADDR) {
+		if (k->type == T_ADDR && k->sec == S_BATON && buf[0]) {
+			struct cfg_baton *cb = base;
+			if (addr_parse(buf, &cb->http_addr, msg, msglen))
+				return -1;
+			if (cb->http_addr.kind != ADDR_TCP) {
+				snprintf(msg, msglen, "the HTTP endpoint takes a TCP address, not '%s'", buf);
+				return -1;
+			}
+		} else if (k->type == T_ADDR && k->sec != S_BATON) {
 			struct cfg_listener *l = base;
 			if (addr_parse(buf, &l->addr, msg, msglen))
 				return -1;

@@ -615,6 +615,19 @@ static int upgrade_check(struct op *op)
 
 	if (op->rolling_back)
 		return upgrade_rollback(op);
+	/* A new worker that already took over its slot and then died fails
+	 * the upgrade as well: the release is broken under traffic. */
+	for (int i = 0; i < op->cursor; i++) {
+		struct op_slot *os = &op->s[i];
+		struct slot *s = op_slot(os);
+		struct worker *w = pool_find_pid(os->new_pid);
+		if (os->phase == 2 && (!w || w->prog != p || w->broken || w->state == WS_STOPPING)) {
+			upgrade_fail(op, "%s:%d: new worker pid %d exited after taking over: %s",
+				     p->cfg.name, os->slot, (int)os->new_pid,
+				     s ? s->last_exit : "slot removed");
+			return upgrade_rollback(op);
+		}
+	}
 	while (op->cursor < op->n) {
 		int end = op->cursor + op->batch, waiting = 0;
 		if (end > op->n)

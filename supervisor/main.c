@@ -12,6 +12,7 @@
 #include "batond.h"
 #include "config.h"
 #include "control.h"
+#include "httpd.h"
 #include "listener.h"
 #include "log.h"
 #include "notify.h"
@@ -145,10 +146,12 @@ static void setup(struct config *cfg)
 		ls[p->nlisteners++] = l;
 		l->prog = p;
 	}
-	if (control_open(&cfg->baton, err, sizeof(err)) < 0) {
+	if (control_open(&cfg->baton, err, sizeof(err)) < 0 ||
+	    httpd_open(&cfg->baton, err, sizeof(err)) < 0) {
 		struct listener *o;
 		TAILQ_FOREACH(o, &batond.listeners, link)
 			listener_close(o);
+		control_close();
 		fatal("%s", err);
 	}
 }
@@ -158,6 +161,7 @@ static void teardown(void)
 	struct listener *l;
 	struct program *p;
 	control_close();
+	httpd_close();
 	notify_close();
 	while ((l = TAILQ_FIRST(&batond.listeners))) {
 		TAILQ_REMOVE(&batond.listeners, l, link);

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "notify.h"
 #include "pool.h"
+#include "report.h"
 #include "util.h"
 
 static struct {
@@ -98,41 +99,11 @@ int notify_init(char *err, size_t errlen)
 	return rc;
 }
 
-/* "web 2/2, echo 1/1 running"; returns 1 when every program is at full count. */
-static int describe(char *buf, size_t size)
-{
-	struct program *p;
-	size_t used = 0;
-	int all = 1;
-
-	buf[0] = '\0';
-	TAILQ_FOREACH(p, &batond.programs, link) {
-		int want = 0, running = 0;
-		if (p->retired)
-			continue;
-		for (int i = 0; i < p->nslots; i++) {
-			struct worker *w;
-			if (p->slots[i]->removing)
-				continue;
-			want++;
-			w = pool_slot_worker(p->slots[i]);
-			running += w && w->state == WS_RUNNING;
-		}
-		all &= running >= want;
-		if (used < size)
-			used += (size_t)snprintf(buf + used, size - used, "%s%s %d/%d",
-						 used ? ", " : "", p->cfg.name, running, want);
-	}
-	if (used < size)
-		snprintf(buf + used, size - used, "%srunning", used ? " " : "no programs ");
-	return all;
-}
-
 static void send_status(int ready)
 {
 	char line[sizeof(nt.status) + 32], status[sizeof(nt.status)];
 
-	describe(status, sizeof(status));
+	report_readiness(status, sizeof(status));
 	if (!ready && strcmp(status, nt.status) == 0)
 		return;
 	snprintf(nt.status, sizeof(nt.status), "%s", status);
@@ -146,7 +117,7 @@ void notify_pool_changed(void)
 
 	if (nt.fd < 0 || batond.shutting_down)
 		return;
-	if (!nt.ready_sent && describe(status, sizeof(status))) {
+	if (!nt.ready_sent && report_readiness(status, sizeof(status))) {
 		nt.ready_sent = 1;
 		send_status(1);
 		return;

@@ -12,6 +12,7 @@
 #include "batond.h"
 #include "config.h"
 #include "control.h"
+#include "httpd.h"
 #include "dispatch.h"
 #include "listener.h"
 #include "log.h"
@@ -113,7 +114,8 @@ struct reload_plan *reload_prepare(const char *path, char *err, size_t errlen)
 		free(plan);
 		return NULL;
 	}
-	if (control_check_reconfigure(&plan->cfg.baton, err, errlen) < 0)
+	if (control_check_reconfigure(&plan->cfg.baton, err, errlen) < 0 ||
+	    httpd_check_reconfigure(&plan->cfg.baton, err, errlen) < 0)
 		goto fail;
 	plan->log_level_changed = plan->cfg.baton.log_level != log_get_level();
 

@@ -350,3 +350,40 @@ void report_metrics(struct evbuffer *out)
 					    p->cfg.name, results[i], (unsigned long long)p->upgrades[i]);
 	}
 }
+
+static int slot_served(const struct program *p, int slot)
+{
+	const struct worker *w;
+	TAILQ_FOREACH(w, &p->workers, link)
+		if (w->slot == slot && w->state == WS_RUNNING && !w->retiring && !w->broken)
+			return 1;
+	return 0;
+}
+
+int report_readiness(char *buf, size_t size)
+{
+	const struct program *p;
+	size_t used = 0;
+	int all = 1;
+
+	if (size)
+		buf[0] = '\0';
+	TAILQ_FOREACH(p, &batond.programs, link) {
+		int want = 0, running = 0;
+		if (p->retired)
+			continue;
+		for (int i = 0; i < p->nslots; i++) {
+			if (p->slots[i]->removing)
+				continue;
+			want++;
+			running += slot_served(p, i);
+		}
+		all &= running >= want;
+		if (used < size)
+			used += (size_t)snprintf(buf + used, size - used, "%s%s %d/%d",
+						 used ? ", " : "", p->cfg.name, running, want);
+	}
+	if (used < size)
+		snprintf(buf + used, size - used, "%srunning", used ? " " : "no programs ");
+	return all;
+}

@@ -35,4 +35,12 @@ int report_status(struct evbuffer *out, int json, const struct target *t,
 /* Prometheus text exposition format 0.0.4. */
 void report_metrics(struct evbuffer *out);
 
+/*
+ * Readiness, for /readyz and systemd's STATUS=: writes "web 2/2, echo 1/1
+ * running" into buf and returns 1 when every slot of every program is
+ * served by a RUNNING worker (an old one still serving during an upgrade
+ * counts; one that is draining does not).
+ */
+int report_readiness(char *buf, size_t size);
+
 #endif

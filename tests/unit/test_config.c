@@ -323,6 +323,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg->baton.control_mode, 0600);
 	assert_string_equal(cfg->baton.control_group, "");
 	assert_int_equal(cfg->baton.log_level, LOGL_INFO);
+	assert_string_equal(cfg->baton.http, "");
 
 	assert_int_equal(cfg->nlisteners, 1);
 	struct cfg_listener *l = &cfg->listeners[0];
@@ -500,6 +501,9 @@ static const struct bad bad_cases[] = {
 	/* modes */
 	{"mode not octal", "[baton]\ncontrol_mode = 0899\n", 1, 2, "octal file mode"},
 	{"mode symbolic", "[baton]\ncontrol_mode = rw-------\n", 1, 2, "octal file mode"},
+	{"http unix", "[baton]\nhttp = unix:/tmp/m.sock\n", 1, 2, "http: the HTTP endpoint takes a TCP address"},
+	{"http bad host", "[baton]\nhttp = tcp:example.com:80\n", 1, 2, "http: "},
+	{"http bad port", "[baton]\nhttp = tcp:127.0.0.1:65536\n", 1, 2, "http: "},
 	{"mode too big", ULIS "mode = 017777\n" PROG, 1, 4, "octal file mode"},
 	/* signals */
 	{"unknown signal", PROG "stop_signal = SIGFOO\n", 1, 3, "is not one of TERM"},
@@ -1070,6 +1074,7 @@ static void test_reference(void **state)
 {
 	static const char *const keys[] = {
 		"control", "control_mode", "control_group", "control_group_write", "log_level",
+		"http",
 		"address", "program", "backlog", "mode", "owner", "tcp_nodelay",
 		"tcp_keepalive", "tcp_keepidle", "tcp_keepintvl", "tcp_keepcnt",
 		"tcp_user_timeout",

@@ -1,0 +1,24 @@
+/*
+ * The optional HTTP endpoint for probes and scraping (`http` in [baton]):
+ *
+ *   GET /metrics   the Prometheus text of `batonctl metrics`
+ *   GET /healthz   200 while batond's event loop runs
+ *   GET /readyz    200 when every program has its full count of RUNNING
+ *                  workers, 503 otherwise (and during shutdown)
+ *
+ * Served by libevent's evhttp on batond's own loop; GET and HEAD only.
+ */
+#ifndef BATON_HTTPD_H
+#define BATON_HTTPD_H
+
+#include <stddef.h>
+
+struct cfg_baton;
+
+/* Bind and serve cfg->http (nothing if empty); 0, or -1 with err. */
+int httpd_open(const struct cfg_baton *cfg, char *err, size_t errlen);
+/* A reload may not move the endpoint: -1 with err if it would. */
+int httpd_check_reconfigure(const struct cfg_baton *cfg, char *err, size_t errlen);
+void httpd_close(void);
+
+#endif
