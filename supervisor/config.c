@@ -936,3 +936,60 @@ void config_reference(FILE *out)
 			range, k->help);
 	}
 }
+
+/* Text for roff: `code` in bold, backslashes and en dashes escaped. */
+static void man_text(FILE *out, const char *s)
+{
+	int bold = 0;
+	for (; *s; s++) {
+		if (*s == '`') {
+			fputs(bold ? "\\fR" : "\\fB", out);
+			bold = !bold;
+		} else if (*s == '\\') {
+			fputs("\\e", out);
+		} else if (*s == '-') {
+			fputs("\\-", out);
+		} else if ((unsigned char)s[0] == 0xe2 && (unsigned char)s[1] == 0x80 &&
+			   (unsigned char)s[2] == 0x93) {
+			fputs("\\(en", out); /* the en dash of ranges */
+			s += 2;
+		} else {
+			fputc(*s, out);
+		}
+	}
+	if (bold)
+		fputs("\\fR", out);
+}
+
+void config_reference_man(FILE *out)
+{
+	static const char *const secs[] = {"[baton]", "[listener:NAME]", "[program:NAME]"};
+	int sec = -1;
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct key *k = &keys[i];
+		if ((int)k->sec != sec) {
+			sec = (int)k->sec;
+			fprintf(out, ".SS %s\n", secs[sec]);
+		}
+		fprintf(out, ".TP\n.BR %s \" (%s, ", k->name, type_name(k->type));
+		if (!k->def)
+			fputs("required", out);
+		else if (!k->def[0])
+			fputs("default empty", out);
+		else {
+			fputs("default ", out);
+			man_text(out, k->def);
+		}
+		if (k->type == T_INT)
+			fprintf(out, ", %lld to %lld", k->min, k->max);
+		else if (k->type == T_DUR) {
+			char lo[32], hi[32];
+			util_format_duration(k->min, lo, sizeof(lo));
+			util_format_duration(k->max, hi, sizeof(hi));
+			fprintf(out, ", %s to %s", lo, hi);
+		}
+		fputs(")\"\n", out);
+		man_text(out, k->help);
+		fputc('\n', out);
+	}
+}

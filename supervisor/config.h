@@ -97,6 +97,8 @@ struct cfg_program *config_program(struct config *cfg, const char *name);
 
 /* Print the key reference as a Markdown table (README, `--config-reference`). */
 void config_reference(FILE *out);
+/* The same as man(7) text for baton.ini(5): one .SS per section, a .TP per key. */
+void config_reference_man(FILE *out);
 
 /* Split a command line: words, '...' and "..." quoting, \ escapes. */
 char **config_split_command(const char *s, char *err, size_t errlen);

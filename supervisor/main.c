@@ -35,7 +35,8 @@ static void usage(FILE *out)
 		"  -l, --log-level L   override log_level: debug, info, warn, error\n"
 		"  -V, --version       print the version\n"
 		"  -h, --help          this help\n"
-		"      --config-reference  print every config key as a Markdown table\n"
+		"      --config-reference[=man]  print every config key as a Markdown\n"
+		"                      table (or as man(7) text for baton.ini(5))\n"
 		"\n"
 		"Signals: TERM/INT drain and exit (twice: stop now), HUP reload the\n"
 		"configuration, USR2 rolling upgrade of every program, USR1 reopen logs\n"
@@ -183,7 +184,7 @@ int main(int argc, char **argv)
 		{"log-level", required_argument, NULL, 'l'},
 		{"version", no_argument, NULL, 'V'},
 		{"help", no_argument, NULL, 'h'},
-		{"config-reference", no_argument, NULL, 'R'},
+		{"config-reference", optional_argument, NULL, 'R'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *path = BATON_DEFAULT_CONFIG, *level = NULL;
@@ -213,7 +214,14 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		case 'R':
-			config_reference(stdout);
+			if (optarg && strcmp(optarg, "man") == 0) {
+				config_reference_man(stdout);
+			} else if (!optarg || strcmp(optarg, "markdown") == 0) {
+				config_reference(stdout);
+			} else {
+				fprintf(stderr, "batond: --config-reference=%s: want markdown or man\n", optarg);
+				return 2;
+			}
 			return 0;
 		default:
 			usage(stderr);

@@ -1125,6 +1125,43 @@ static void test_reference(void **state)
 	free(text);
 }
 
+/* The man(7) form of the same table, for baton.ini(5). */
+static void test_reference_man(void **state)
+{
+	(void)state;
+	FILE *f = tmpfile();
+	assert_non_null(f);
+	config_reference_man(f);
+	long size = ftell(f);
+	assert_true(size > 0);
+	char *text = calloc(1, (size_t)size + 1);
+	assert_non_null(text);
+	rewind(f);
+	assert_int_equal(fread(text, 1, (size_t)size, f), (size_t)size);
+	fclose(f);
+
+	int tp = 0, ss = 0;
+	for (char *line = text; *line; line = strchr(line, '\n') + 1) {
+		tp += strncmp(line, ".TP\n", 4) == 0;
+		ss += strncmp(line, ".SS ", 4) == 0;
+		/* no stray request: every line starting with '.' is a known macro */
+		if (line[0] == '.' && strncmp(line, ".TP", 3) && strncmp(line, ".SS", 3) &&
+		    strncmp(line, ".BR", 3))
+			fail_msg("unexpected request: %.40s", line);
+	}
+	assert_int_equal(ss, 3);
+	assert_true(tp >= 30);
+	for (const unsigned char *c = (const unsigned char *)text; *c; c++)
+		if (*c >= 0x80 || *c == '`')
+			fail_msg("not plain roff at: %.40s", (const char *)c);
+	assert_non_null(strstr(text, ".SS [listener:NAME]\n"));
+	assert_non_null(strstr(text, ".BR backlog \" (integer, default 511, 1 to 65535)\"\n"));
+	assert_non_null(strstr(text, ".BR ready_timeout \" (duration, default 10s, 1ms to 1h)\"\n"));
+	assert_non_null(strstr(text, ".BR command \" (command, required)\"\n"));
+	assert_non_null(strstr(text, "read\\-only commands (\\fBstatus\\fR,"));
+	free(text);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1145,6 +1182,7 @@ int main(void)
 		T(test_split_env),
 		T(test_parse_signal),
 		T(test_reference),
+		T(test_reference_man),
 		/* Once findings, kept apart. */
 		T(test_long_line_limit),
 		T(test_bom),
