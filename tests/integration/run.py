@@ -44,6 +44,10 @@ def config_check_ok_and_flags(td):
     assert r.returncode == 2 and "unexpected argument" in r.stderr, r.stderr
     r = run([bin_path("batond"), "-l", "loud", "-c", cfg])
     assert r.returncode == 2 and "bad log level" in r.stderr, r.stderr
+    r = run([bin_path("batond"), "--config-reference=html"])
+    assert r.returncode == 2 and "want markdown or man" in r.stderr and not r.stdout, r.stderr
+    r = run([bin_path("batond"), "--config-reference=man"])
+    assert r.returncode == 0 and r.stdout.startswith(".SS [baton]\n"), r.stdout[:80]
 
 
 @test
