@@ -1,10 +1,26 @@
-/* Logging to stderr: one line per event, a message then key=value fields. */
+/*
+ * Logging: one line per event, a message then key=value fields, to stderr
+ * or to a log file.  When stderr is the systemd journal ($JOURNAL_STREAM
+ * names it) lines carry a "<N>" syslog priority prefix instead of a
+ * timestamp, so journald records the level.
+ */
 #ifndef BATON_LOG_H
 #define BATON_LOG_H
+
+#include <stddef.h>
 
 enum log_level { LOGL_DEBUG, LOGL_INFO, LOGL_WARN, LOGL_ERROR };
 
 void log_init(const char *ident);
+/* Log to path (appending, created 0640) instead of stderr; reopening the
+ * same path again (SIGUSR1, after logrotate moved it) is log_reopen().
+ * 0, or -1 with err; on failure the previous destination stays. */
+int log_open_file(const char *path, char *err, size_t errlen);
+int log_reopen(char *err, size_t errlen);
+/* The file lines go to, or "" for stderr. */
+const char *log_file_path(void);
+/* Back to stderr (closes the file). */
+void log_close_file(void);
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 /* Parse "debug", "info", "warn" or "error"; 0 or -1. */

@@ -56,6 +56,8 @@ static const struct key keys[] = {
 	  "Also allow `control_group` members every other command (start, stop, scale...)."),
 	B("log_level", T_LEVEL, log_level, 0, 0, "info",
 	  "debug, info, warn or error."),
+	B("log_file", T_STR, log_file, 0, 0, "",
+	  "Write batond's log to this file (appending; reopened on SIGUSR1, for logrotate) instead of stderr; empty: stderr."),
 	B("http", T_ADDR, http, 0, 0, "",
 	  "Optional HTTP endpoint for probes and Prometheus, e.g. `tcp:127.0.0.1:9180`: `/metrics`, `/healthz`, `/readyz` (TCP only; empty: off)."),
 
@@ -284,7 +286,8 @@ char **config_split_env(const char *s, char *err, size_t errlen)
 			goto fail;
 		}
 		eq = len;
-		if (strncmp(item, "BATON_", 6) == 0) {
+		/* item is not NUL terminated yet: compare the key's bytes only. */
+		if (eq >= 6 && memcmp(item, "BATON_", 6) == 0) {
 			snprintf(err, errlen, "environment: %.*s is set by batond and cannot be overridden",
 				 (int)eq, item);
 			goto fail;
@@ -734,6 +737,11 @@ static int handler(void *user, const char *section, const char *name,
 			   check_control_path(p->cfg->baton.control, msg, sizeof(msg)) < 0) {
 			*sec_bad(p) |= 1ull << i;
 			add_err(p, p->line, "%s: %s", name, msg);
+		} else if (k->sec == S_BATON && strcmp(k->name, "log_file") == 0 &&
+			   p->cfg->baton.log_file[0] && p->cfg->baton.log_file[0] != '/') {
+			*sec_bad(p) |= 1ull << i;
+			add_err(p, p->line, "%s: want an absolute path (or %%(here)s/...), got '%s'",
+				name, p->cfg->baton.log_file);
 		}
 		return 1;
 	}

@@ -39,8 +39,8 @@ static void usage(FILE *out)
 		"                      table (or as man(7) text for baton.ini(5))\n"
 		"\n"
 		"Signals: TERM/INT drain and exit (twice: stop now), HUP reload the\n"
-		"configuration, USR2 rolling upgrade of every program, USR1 reopen logs\n"
-		"(stderr only: nothing to do).\n",
+		"configuration, USR2 rolling upgrade of every program, USR1 reopen the\n"
+		"log file (log_file).\n",
 		BATON_DEFAULT_CONFIG);
 }
 
@@ -95,9 +95,17 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		log_info("SIGHUP: reloading the configuration");
 		control_reload();
 		break;
-	case SIGUSR1:
-		log_info("SIGUSR1: logs go to stderr; nothing to reopen");
+	case SIGUSR1: {
+		char err[512];
+		if (!log_file_path()[0]) {
+			log_info("SIGUSR1: logs go to stderr; nothing to reopen");
+		} else if (log_reopen(err, sizeof(err)) < 0) {
+			log_error("SIGUSR1: %s; logging on to the old file", err);
+		} else {
+			log_info("SIGUSR1: log file reopened path=%s", log_file_path());
+		}
 		break;
+	}
 	case SIGUSR2:
 		log_info("SIGUSR2: rolling upgrade of every program");
 		control_upgrade_all();
@@ -245,6 +253,14 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_set_level(level ? lvl : cfg.baton.log_level);
+	if (cfg.baton.log_file[0]) {
+		char lerr[512];
+		if (log_open_file(cfg.baton.log_file, lerr, sizeof(lerr)) < 0) {
+			fprintf(stderr, "batond: %s\n", lerr);
+			config_free(&cfg);
+			return 1;
+		}
+	}
 
 	signal(SIGPIPE, SIG_IGN);
 	batond.base = event_base_new();
@@ -285,5 +301,6 @@ int main(int argc, char **argv)
 	event_base_free(batond.base);
 	config_free(&cfg);
 	log_info("stopped");
+	log_close_file();
 	return 0;
 }

@@ -117,6 +117,12 @@ struct reload_plan *reload_prepare(const char *path, char *err, size_t errlen)
 	if (control_check_reconfigure(&plan->cfg.baton, err, errlen) < 0 ||
 	    httpd_check_reconfigure(&plan->cfg.baton, err, errlen) < 0)
 		goto fail;
+	if (strcmp(plan->cfg.baton.log_file, log_file_path()) != 0) {
+		snprintf(err, errlen,
+			 "log_file: moving the log ('%s' to '%s') needs a restart of batond; nothing changed",
+			 log_file_path(), plan->cfg.baton.log_file);
+		goto fail;
+	}
 	plan->log_level_changed = plan->cfg.baton.log_level != log_get_level();
 
 	int nlisteners = 0;

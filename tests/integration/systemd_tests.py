@@ -211,3 +211,60 @@ exec {bin_path('baton-http')}
             os.kill(orphan, signal.SIGKILL)
     assert http_get(("127.0.0.1", b.port("v4")))[0] == 200
     assert b.stop() == 0
+
+
+@test
+def log_file_reopened_on_sigusr1(td):
+    """log_file: batond logs to the file; logrotate moves it and sends
+    SIGUSR1; new lines go to a new file at the path.  Bad values fail
+    clearly, and a reload may not move the log."""
+    log = os.path.join(td.path, "logs", "batond.log")
+    os.mkdir(os.path.dirname(log))
+    cfg = web_config(workers=1).replace("[baton]\n", f"[baton]\nlog_file = {log}\n", 1)
+    b = Batond(td, cfg, expect_fail=True)  # its stderr stays empty: wait on the file
+    wait_until(lambda: os.path.exists(log) and "worker ready program=web" in open(log).read(), 10,
+               "the log file")
+    assert http_get(("127.0.0.1", int(re.search(r"bound=127\.0\.0\.1:(\d+)", open(log).read()).group(1))))[0] == 200
+    os.rename(log, log + ".1")
+    b.signal(signal.SIGUSR1)
+    wait_until(lambda: os.path.exists(log), 10, "a new log file after SIGUSR1")
+    wait_until(lambda: "SIGUSR1: log file reopened" in open(log).read(), 10, "the reopen line")
+    assert "SIGUSR1" not in open(log + ".1").read()
+    # a reload may not move the log
+    with open(b.config) as f:
+        text = f.read()
+    with open(b.config, "w") as f:
+        f.write(text.replace(log, log + ".other"))
+    r = subprocess.run([bin_path("batonctl"), "-s", b.control, "reload"], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 1 and "moving the log" in r.stdout + r.stderr, (r.stdout, r.stderr)
+    assert b.stop() == 0
+    assert "stopped" in open(log).read() and b.log() == "", b.log()
+    # a log file that cannot be opened: exit 1, the reason on stderr
+    bad = cfg.replace(log, os.path.join(td.path, "missing", "batond.log"))
+    path = td.file("bad.ini", bad.replace("@BIN@", os.path.dirname(bin_path("x"))))
+    r = subprocess.run([bin_path("batond"), "-c", path], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "cannot open log file" in r.stderr and "No such file" in r.stderr, r.stderr
+
+
+@test
+def journal_priority_prefix_under_systemd(td):
+    """With stderr being the journal ($JOURNAL_STREAM=dev:ino of stderr)
+    each line starts with its syslog priority: <6>info, <4>warn, <3>error."""
+    cfg = td.file("j.ini", web_config(workers=1, command="/bin/false").replace(
+        "@BIN@", os.path.dirname(bin_path("x"))).replace("[baton]\n", f"[baton]\ncontrol = {td.path}/j.sock\n", 1))
+    out = os.path.join(td.path, "journal.txt")
+    with open(out, "w") as f:
+        st = os.fstat(f.fileno())
+        env = dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}")
+        p = subprocess.Popen([bin_path("batond"), "-c", cfg], stdout=f, stderr=f, env=env)
+        try:
+            wait_until(lambda: "FATAL" in open(out).read(), 20, "the slot to go FATAL")
+        finally:
+            p.terminate()
+            p.wait(20)
+    lines = open(out).read().splitlines()
+    assert lines and all(re.match(r"<[3467]>(debug|info|warn|error): ", ln) for ln in lines), lines[:5]
+    assert any(ln.startswith("<6>info: starting version=") for ln in lines), lines[:3]
+    assert any(ln.startswith("<3>error: worker slot is FATAL") for ln in lines), lines
+    assert any(ln.startswith("<4>warn: ") for ln in lines), lines

@@ -324,6 +324,7 @@ static void test_defaults(void **state)
 	assert_string_equal(cfg->baton.control_group, "");
 	assert_int_equal(cfg->baton.log_level, LOGL_INFO);
 	assert_string_equal(cfg->baton.http, "");
+	assert_string_equal(cfg->baton.log_file, "");
 
 	assert_int_equal(cfg->nlisteners, 1);
 	struct cfg_listener *l = &cfg->listeners[0];
@@ -501,6 +502,7 @@ static const struct bad bad_cases[] = {
 	/* modes */
 	{"mode not octal", "[baton]\ncontrol_mode = 0899\n", 1, 2, "octal file mode"},
 	{"mode symbolic", "[baton]\ncontrol_mode = rw-------\n", 1, 2, "octal file mode"},
+	{"log_file relative", "[baton]\nlog_file = logs/batond.log\n", 1, 2, "log_file: want an absolute path"},
 	{"http unix", "[baton]\nhttp = unix:/tmp/m.sock\n", 1, 2, "http: the HTTP endpoint takes a TCP address"},
 	{"http bad host", "[baton]\nhttp = tcp:example.com:80\n", 1, 2, "http: "},
 	{"http bad port", "[baton]\nhttp = tcp:127.0.0.1:65536\n", 1, 2, "http: "},
@@ -1024,6 +1026,11 @@ static void test_split_env(void **state)
 	ENV_OK("_x9=y=z", "_x9=y=z", NULL);
 	ENV_OK("P=/usr/bin:/bin", "P=/usr/bin:/bin", NULL);
 	ENV_OK("S=a b", "S=a b", NULL);
+	/* Only a key that starts with BATON_ is batond's: not one shorter
+	 * than that whose buffer still holds an earlier key (fuzz_config). */
+	ENV_OK("XATON_=1,B=2", "XATON_=1", "B=2", NULL);
+	ENV_OK("BATON=1,BATO=2", "BATON=1", "BATO=2", NULL);
+	ENV_BAD("A=1,BATON_X=2", "BATON_X is set by batond");
 
 	ENV_BAD("=1", "KEY=VALUE");
 	ENV_BAD("1A=2", "KEY=VALUE");
@@ -1074,7 +1081,7 @@ static void test_reference(void **state)
 {
 	static const char *const keys[] = {
 		"control", "control_mode", "control_group", "control_group_write", "log_level",
-		"http",
+		"log_file", "http",
 		"address", "program", "backlog", "mode", "owner", "tcp_nodelay",
 		"tcp_keepalive", "tcp_keepidle", "tcp_keepintvl", "tcp_keepcnt",
 		"tcp_user_timeout",

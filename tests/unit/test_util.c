@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <sys/un.h>
@@ -735,6 +736,116 @@ static int log_levels_child(const void *arg)
 	return 0;
 }
 
+static int log_journal_child(const void *arg)
+{
+	const char *how = arg;
+	char js[64];
+	struct stat st;
+	if (strcmp(how, "match") == 0) {
+		if (fstat(STDERR_FILENO, &st) < 0)
+			return 5;
+		snprintf(js, sizeof(js), "%llu:%llu", (unsigned long long)st.st_dev,
+			 (unsigned long long)st.st_ino);
+		setenv("JOURNAL_STREAM", js, 1);
+	} else {
+		setenv("JOURNAL_STREAM", how, 1);
+	}
+	log_init("t-ident");
+	log_set_level(LOGL_DEBUG);
+	log_info("a %d", 1);
+	log_warn("b");
+	log_error("c");
+	log_debug("d");
+	return 0;
+}
+
+/* Under systemd ($JOURNAL_STREAM names our stderr): "<N>level: msg". */
+static void test_log_journal(void **state)
+{
+	(void)state;
+	struct logrun *r = &logrun;
+	run_logged(log_journal_child, "match", r);
+	expect_exit(r, 0);
+	assert_string_equal(r->out, "<6>info: a 1\n<4>warn: b\n<3>error: c\n<7>debug: d\n");
+	/* another stream, or garbage: the usual timestamped lines */
+	const char *other[] = {"1:2", "x", "12:34:56", ""};
+	for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+		run_logged(log_journal_child, other[i], r);
+		expect_exit(r, 0);
+		assert_int_equal(count_lines(r), 4);
+		expect_line(r, 0, "t-ident", "info: a 1");
+	}
+}
+
+static int file_has(const char *path, const char *want)
+{
+	char buf[4096];
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	return strstr(buf, want) != NULL;
+}
+
+static int log_file_child(const void *arg)
+{
+	const char *dir = arg;
+	char path[512], rotated[512], err[256];
+	snprintf(path, sizeof(path), "%s/b.log", dir);
+	snprintf(rotated, sizeof(rotated), "%s/b.log.1", dir);
+	log_init("t-ident");
+	log_info("on stderr");
+	if (log_reopen(err, sizeof(err)) != 0 || log_file_path()[0])
+		return 10; /* nothing to reopen */
+	if (log_open_file(path, err, sizeof(err)) < 0)
+		return 11;
+	if (strcmp(log_file_path(), path) != 0)
+		return 12;
+	log_info("one");
+	if (rename(path, rotated) < 0)
+		return 13;
+	log_info("two"); /* still the old file, now b.log.1 */
+	if (log_reopen(err, sizeof(err)) < 0)
+		return 14;
+	log_info("three");
+	if (!file_has(rotated, "info: one") || !file_has(rotated, "info: two") ||
+	    file_has(rotated, "three") || !file_has(path, "info: three") || file_has(path, "two"))
+		return 15;
+	/* a file that cannot be opened: an error, and the old one stays */
+	if (log_open_file("/nonexistent-dir/x.log", err, sizeof(err)) == 0)
+		return 16;
+	if (!strstr(err, "cannot open log file /nonexistent-dir/x.log"))
+		return 17;
+	log_info("four");
+	if (!file_has(path, "info: four") || strcmp(log_file_path(), path) != 0)
+		return 18;
+	if (file_has(path, "on stderr"))
+		return 19;
+	fatal("the end"); /* to the file and to stderr */
+}
+
+static void test_log_file_reopen(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/baton-log-XXXXXX", path[64];
+	assert_non_null(mkdtemp(dir));
+	struct logrun *r = &logrun;
+	run_logged(log_file_child, dir, r);
+	expect_exit(r, 1);
+	/* stderr: the line before the file, and the fatal one */
+	assert_int_equal(count_lines(r), 2);
+	expect_line(r, 0, "t-ident", "info: on stderr");
+	expect_line(r, 1, "t-ident", "error: the end");
+	snprintf(path, sizeof(path), "%s/b.log", dir);
+	assert_true(file_has(path, "error: the end"));
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/b.log.1", dir);
+	unlink(path);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 static void test_log_lines(void **state)
 {
 	(void)state;
@@ -863,6 +974,8 @@ int main(void)
 		cmocka_unit_test(test_now_ms),
 		cmocka_unit_test(test_log_levels),
 		cmocka_unit_test(test_log_lines),
+		cmocka_unit_test(test_log_journal),
+		cmocka_unit_test(test_log_file_reopen),
 		cmocka_unit_test(test_log_long_message),
 		cmocka_unit_test(test_log_fatal),
 		cmocka_unit_test(test_log_long_ident),
