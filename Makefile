@@ -5,6 +5,8 @@
 #   make test       build and run unit + integration tests
 #   make test SANITIZE=1   the same under ASan+UBSan (binaries in bin/san/)
 #   make bench      throughput: baton-http direct vs through batond
+#   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each (default 20)
+#   make fuzz-replay   the committed fuzz corpus, with the normal compiler
 #   make clean
 #
 # Missing Debian packages are installed with apt-get when running as root;
@@ -115,5 +117,82 @@ if ! { $(2); } >/dev/null 2>&1; then \
 	fi; \
 fi
 endef
+
+# Fuzzing (tests/fuzz/): one libFuzzer target per parser, built with clang
+# into build/fuzz/ (objects of their own: the gcc build is not touched).
+# `make fuzz` runs each for FUZZ_SECONDS with tests/fuzz/corpus/NAME as
+# read-only seeds; new inputs go to build/fuzz/corpus/NAME, crashes to
+# build/fuzz/artifacts/, the full output to build/fuzz/fuzz_NAME.log; any
+# crash fails the make.  `make fuzz-replay` runs the committed corpus
+# through the same targets built by $(CC) with tests/fuzz/replay.c as main(),
+# under ASan+UBSan when the compiler has them.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 20
+FUZZ_TARGETS := config proto ctl
+FUZZ_O := build/fuzz
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS := -std=gnu11 -Wall -Wextra -g -O1 $(FUZZ_SAN) -D_GNU_SOURCE -Icommon -Iworker -Isupervisor \
+	$(shell pkg-config --cflags inih 2>/dev/null)
+FUZZ_LIB_SRC := $(COMMON_SRC) supervisor/config.c
+FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_O)/fuzz_%)
+REPLAY_O := build/fuzz-replay
+REPLAY_BINS := $(FUZZ_TARGETS:%=$(REPLAY_O)/fuzz_%)
+# ASan+UBSan if $(CC) can build and link with them; worked out once, when used.
+REPLAY_SAN = $(eval REPLAY_SAN := $(shell mkdir -p $(REPLAY_O) && \
+	printf 'int main(void){return 0;}\n' | $(CC) -fsanitize=address,undefined -x c - \
+	-o $(REPLAY_O)/.sancheck >/dev/null 2>&1 && echo '-fsanitize=address,undefined \
+	-fno-sanitize-recover=all -fno-omit-frame-pointer'; rm -f $(REPLAY_O)/.sancheck))$(REPLAY_SAN)
+
+.PHONY: fuzz fuzz-replay fuzz-cc
+# Keep the targets' own objects, which make would delete as intermediate.
+.SECONDARY: $(FUZZ_TARGETS:%=$(FUZZ_O)/obj/tests/fuzz/fuzz_%.o) \
+	$(FUZZ_TARGETS:%=$(REPLAY_O)/obj/tests/fuzz/fuzz_%.o) $(REPLAY_O)/obj/tests/fuzz/replay.o
+fuzz-cc:
+	@command -v $(FUZZ_CC) >/dev/null 2>&1 || { \
+		echo "make fuzz needs clang with libFuzzer; run as root: apt-get install -y clang"; exit 1; }
+
+$(FUZZ_O)/obj/%.o: %.c | fuzz-cc
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+$(FUZZ_O)/libfuzzed.a: $(FUZZ_LIB_SRC:%.c=$(FUZZ_O)/obj/%.o)
+	$(AR) rcs $@ $^
+
+$(FUZZ_O)/fuzz_%: $(FUZZ_O)/obj/tests/fuzz/fuzz_%.o $(FUZZ_O)/libfuzzed.a
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LDLIBS_INI)
+
+fuzz: deps $(FUZZ_BINS)
+	@fail=0; for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ_O)/corpus/$$t $(FUZZ_O)/artifacts; \
+		dict=; [ -f tests/fuzz/$$t.dict ] && dict=-dict=tests/fuzz/$$t.dict; \
+		echo "== fuzz_$$t for $(FUZZ_SECONDS)s (log: $(FUZZ_O)/fuzz_$$t.log)"; \
+		if $(FUZZ_O)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+			-print_final_stats=1 -artifact_prefix=$(FUZZ_O)/artifacts/$$t- $$dict \
+			$(FUZZ_O)/corpus/$$t tests/fuzz/corpus/$$t >$(FUZZ_O)/fuzz_$$t.log 2>&1; then \
+			grep -E '^(stat::number_of_executed_units|stat::new_units_added|Done )' \
+				$(FUZZ_O)/fuzz_$$t.log | sed 's/^/   /'; \
+		else \
+			fail=1; tail -n 40 $(FUZZ_O)/fuzz_$$t.log; \
+			echo "fuzz_$$t FAILED: input in $(FUZZ_O)/artifacts/; once fixed, add it to tests/fuzz/corpus/$$t/"; \
+		fi; \
+	done; exit $$fail
+
+$(REPLAY_O)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 $(WARN) -g -O1 $(REPLAY_SAN) -D_GNU_SOURCE -Icommon -Iworker -Isupervisor \
+		$(shell pkg-config --cflags inih 2>/dev/null) -MMD -MP -c $< -o $@
+
+$(REPLAY_O)/libfuzzed.a: $(FUZZ_LIB_SRC:%.c=$(REPLAY_O)/obj/%.o)
+	$(AR) rcs $@ $^
+
+$(REPLAY_O)/fuzz_%: $(REPLAY_O)/obj/tests/fuzz/fuzz_%.o $(REPLAY_O)/obj/tests/fuzz/replay.o $(REPLAY_O)/libfuzzed.a
+	$(CC) $(REPLAY_SAN) -o $@ $^ $(LDLIBS_INI)
+
+fuzz-replay: deps $(REPLAY_BINS)
+	@fail=0; for t in $(FUZZ_TARGETS); do \
+		$(REPLAY_O)/fuzz_$$t tests/fuzz/corpus/$$t || fail=1; \
+	done; exit $$fail
+
+-include $(shell find $(FUZZ_O) $(REPLAY_O) -name '*.d' 2>/dev/null)
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)
