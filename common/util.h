@@ -19,7 +19,8 @@ int util_parse_bool(const char *s, int *out);
 /* Octal file mode such as 0660; 0 or -1. */
 int util_parse_mode(const char *s, unsigned *out);
 
-enum addr_kind { ADDR_TCP, ADDR_UNIX };
+/* ADDR_SYSTEMD: a socket inherited by socket activation (supervisor only). */
+enum addr_kind { ADDR_TCP, ADDR_UNIX, ADDR_SYSTEMD };
 
 struct addr {
 	enum addr_kind kind;

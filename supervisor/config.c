@@ -62,7 +62,7 @@ static const struct key keys[] = {
 	  "Optional HTTP endpoint for probes and Prometheus, e.g. `tcp:127.0.0.1:9180`: `/metrics`, `/healthz`, `/readyz` (TCP only; empty: off)."),
 
 	L("address", T_ADDR, address, 0, 0, NULL,
-	  "`tcp:HOST:PORT`, `tcp:[V6]:PORT`, `[V6]:PORT` or `unix:/abs/path`; port 0 picks a free port."),
+	  "`tcp:HOST:PORT`, `tcp:[V6]:PORT`, `[V6]:PORT` or `unix:/abs/path`; port 0 picks a free port. `systemd:NAME` (or `systemd`: the listener's own name) adopts the socket systemd passed with that FileDescriptorName= (socket activation)."),
 	L("program", T_NAME, program, 0, 0, NULL,
 	  "The `[program:NAME]` that serves this listener's connections."),
 	L("backlog", T_INT, backlog, 1, 65535, "511",
@@ -442,6 +442,25 @@ static int set_value(struct parse *p, const struct key *k, void *base,
 				snprintf(msg, msglen, "the HTTP endpoint takes a TCP address, not '%s'", buf);
 				return -1;
 			}
+		} else if (k->type == T_ADDR && k->sec != S_BATON &&
+			   (strcmp(buf, "systemd") == 0 || strncmp(buf, "systemd:", 8) == 0)) {
+			struct cfg_listener *l = base;
+			const char *name = buf[7] ? buf + 8 : l->name;
+			if (!name[0] || strlen(name) >= sizeof(l->systemd_name) ||
+			    strchr(name, ':')) {
+				snprintf(msg, msglen, "want systemd or systemd:NAME (the socket's "
+					 "FileDescriptorName=, without ':'), got '%s'", buf);
+				return -1;
+			}
+			for (const char *c = name; *c; c++)
+				if (*c <= ' ' || *c > '~') {
+					snprintf(msg, msglen, "systemd socket name must be printable ASCII "
+						 "without spaces, got '%s'", buf);
+					return -1;
+				}
+			memset(&l->addr, 0, sizeof(l->addr));
+			l->addr.kind = ADDR_SYSTEMD;
+			snprintf(l->systemd_name, sizeof(l->systemd_name), "%s", name);
 		} else if (k->type == T_ADDR && k->sec != S_BATON) {
 			struct cfg_listener *l = base;
 			if (addr_parse(buf, &l->addr, msg, msglen))
@@ -819,6 +838,13 @@ static void validate(struct parse *p)
 		for (int j = 0; j < i; j++) {
 			struct cfg_listener *o = &c->listeners[j];
 			int port = 0;
+			if (l->addr.kind == ADDR_SYSTEMD && o->addr.kind == ADDR_SYSTEMD &&
+			    key_set(o->set & ~o->bad, "address", S_LISTENER) &&
+			    strcmp(l->systemd_name, o->systemd_name) == 0) {
+				add_err(p, l->line, "[listener:%s] adopts the same systemd socket '%s' as [listener:%s]",
+					l->name, l->systemd_name, o->name);
+				continue;
+			}
 			if (l->addr.kind == ADDR_TCP) {
 				const struct sockaddr_in *in = (const void *)&l->addr.ss;
 				port = in->sin_port; /* same offset for v6 */

@@ -35,6 +35,7 @@ struct cfg_listener {
 	int line; /* of the section header, for errors */
 	char address[CFG_STR_MAX];
 	struct addr addr;
+	char systemd_name[256]; /* address = systemd[:NAME] */
 	char program[CFG_NAME_MAX];
 	long long backlog;
 	unsigned mode;

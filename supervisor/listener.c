@@ -14,6 +14,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "activation.h"
 #include "batond.h"
 #include "dispatch.h"
 #include "log.h"
@@ -184,7 +185,7 @@ static void accept_ready(evutil_socket_t lfd, short what, void *arg)
 			break;
 		}
 		char peer[PROTO_PEER_MAX];
-		if (l->cfg.addr.kind == ADDR_TCP) {
+		if (l->tcp) {
 			tcp_options(l, fd);
 			addr_format((struct sockaddr *)&ss, len, peer, sizeof(peer));
 		} else {
@@ -203,12 +204,47 @@ static void accept_ready(evutil_socket_t lfd, short what, void *arg)
 	dispatch_kick(p);
 }
 
+/* The socket is bound and listening: note where, get ready to poll. */
+static void listener_ready(struct listener *l)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	if (getsockname(l->fd, (struct sockaddr *)&ss, &len) == 0) {
+		addr_format((struct sockaddr *)&ss, len, l->bound, sizeof(l->bound));
+		l->tcp = ss.ss_family == AF_INET || ss.ss_family == AF_INET6;
+	}
+	l->ev = event_new(batond.base, l->fd, EV_READ | EV_PERSIST, accept_ready, l);
+	l->ev_retry = evtimer_new(batond.base, retry_accept, l);
+	if (!l->ev || !l->ev_retry)
+		fatal("out of memory");
+	l->paused = 1;
+	log_info("listening listener=%s address=%s bound=%s program=%s backlog=%lld",
+		 l->cfg.name, l->cfg.address, l->bound, l->cfg.program, l->cfg.backlog);
+}
+
+/* Socket activation: adopt the listening socket systemd passed. */
+static int systemd_open(struct listener *l, char *err, size_t errlen)
+{
+	int fd = activation_take(l->cfg.systemd_name, err, errlen);
+	if (fd < 0)
+		return -1;
+	if (fd_set_nonblock(fd) < 0) {
+		snprintf(err, errlen, "systemd socket '%s': %s", l->cfg.systemd_name, strerror(errno));
+		return -1;
+	}
+	l->fd = fd;
+	listener_ready(l); /* its backlog is systemd's (Backlog=) */
+	return 0;
+}
+
 int listener_open(struct listener *l, char *err, size_t errlen)
 {
 	const struct addr *a = &l->cfg.addr;
 	int family = a->ss.ss_family, one = 1;
 
 	l->fd = -1;
+	if (a->kind == ADDR_SYSTEMD)
+		return systemd_open(l, err, errlen);
 	if (a->kind == ADDR_UNIX && unix_prepare(l, err, errlen) < 0)
 		return -1;
 	int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -235,17 +271,7 @@ int listener_open(struct listener *l, char *err, size_t errlen)
 		listener_close(l);
 		return -1;
 	}
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
-		addr_format((struct sockaddr *)&ss, len, l->bound, sizeof(l->bound));
-	l->ev = event_new(batond.base, fd, EV_READ | EV_PERSIST, accept_ready, l);
-	l->ev_retry = evtimer_new(batond.base, retry_accept, l);
-	if (!l->ev || !l->ev_retry)
-		fatal("out of memory");
-	l->paused = 1;
-	log_info("listening listener=%s address=%s bound=%s program=%s backlog=%lld",
-		 l->cfg.name, l->cfg.address, l->bound, l->cfg.program, l->cfg.backlog);
+	listener_ready(l);
 	return 0;
 }
 

@@ -19,6 +19,7 @@ struct listener {
 	struct event *ev, *ev_retry;
 	int paused;       /* no credit: not polling */
 	int out_of_fds;   /* EMFILE/ENFILE: waiting on ev_retry */
+	int tcp;          /* accepted sockets get the TCP options */
 	char bound[80];   /* the address actually bound */
 	dev_t dev;        /* unix: the socket file we created */
 	ino_t ino;

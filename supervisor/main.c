@@ -9,6 +9,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "activation.h"
 #include "batond.h"
 #include "config.h"
 #include "control.h"
@@ -163,6 +164,7 @@ static void setup(struct config *cfg)
 		control_close();
 		fatal("%s", err);
 	}
+	activation_close_unused();
 }
 
 static void teardown(void)
@@ -276,7 +278,7 @@ int main(int argc, char **argv)
 
 	log_info("starting version=%s config=%s", BATON_VERSION, path);
 	char nerr[256];
-	if (notify_init(nerr, sizeof(nerr)) < 0)
+	if (notify_init(nerr, sizeof(nerr)) < 0 || activation_init(nerr, sizeof(nerr)) < 0)
 		fatal("%s", nerr);
 	/* Orphans of our workers (daemonized helpers, children of a crashed
 	 * worker) come to us rather than to init: we reap them, which also

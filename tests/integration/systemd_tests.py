@@ -268,3 +268,153 @@ def journal_priority_prefix_under_systemd(td):
     assert any(ln.startswith("<6>info: starting version=") for ln in lines), lines[:3]
     assert any(ln.startswith("<3>error: worker slot is FATAL") for ln in lines), lines
     assert any(ln.startswith("<4>warn: ") for ln in lines), lines
+
+
+def activated(td, config, socks, names, extra_env=None, pid_ok=True):
+    """Start batond the way systemd does for socket activation: the sockets
+    as fds 3.., LISTEN_PID (its own pid), LISTEN_FDS, LISTEN_FDNAMES."""
+    cfg = td.file("act.ini", config.replace("@BIN@", os.path.dirname(bin_path("x"))).replace(
+        "@DIR@", td.path).replace("[baton]\n", f"[baton]\ncontrol = {td.path}/act-ctl.sock\n", 1))
+    high = [os.dup(s.fileno()) for s in socks]
+    high = [fcntl_dupfd(fd) for fd in high]
+
+    def place():
+        for i, fd in enumerate(high):
+            os.dup2(fd, 3 + i)  # dup2 clears close-on-exec on the copy
+    env = f"LISTEN_PID={'$$' if pid_ok else '1'} LISTEN_FDS={len(socks)}"
+    if names is not None:
+        env += f" LISTEN_FDNAMES={names}"
+    for k, v in (extra_env or {}).items():
+        env += f" {k}={v}"
+    log = open(os.path.join(td.path, "act.log"), "a")
+    p = subprocess.Popen(["sh", "-c", f'{env} exec "$0" -c "$1"', bin_path("batond"), cfg],
+                         stdout=log, stderr=log, preexec_fn=place, pass_fds=tuple(range(3, 3 + len(socks))))
+    log.close()
+    for fd in high:
+        os.close(fd)
+    return p, os.path.join(td.path, "act.log")
+
+
+def fcntl_dupfd(fd):
+    import fcntl
+    new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 50)
+    os.close(fd)
+    return new
+
+
+@test
+def socket_activation_adopts_systemd_sockets(td):
+    tcp = socket.socket()
+    tcp.bind(("127.0.0.1", 0))
+    tcp.listen(64)
+    port = tcp.getsockname()[1]
+    upath = os.path.join(td.path, "act.sock")
+    unix = socket.socket(socket.AF_UNIX)
+    unix.bind(upath)
+    unix.listen(64)
+    spare = socket.socket()
+    spare.bind(("127.0.0.1", 0))
+    spare.listen(1)
+    config = """
+[baton]
+[listener:web]
+address = systemd
+program = web
+[listener:local]
+address = systemd:local-sock
+program = web
+[program:web]
+command = @BIN@/baton-http
+workers = 2
+"""
+    procs = []
+    try:
+        p, log = activated(td, config, [tcp, unix, spare], "web:local-sock:spare")
+        procs.append(p)
+        wait_until(lambda: len(re.findall(r"worker ready", open(log).read())) >= 2, 10, "workers ready")
+        text = open(log).read()
+        assert "socket activation: inherited fd=3 name=web" in text, text
+        assert re.search(rf"listening listener=web address=systemd bound=127\.0\.0\.1:{port} ", text), text
+        assert f"listening listener=local address=systemd:local-sock bound=unix:{upath}" in text, text
+        assert "no listener uses fd=5 name=spare; closing it" in text, text
+        assert http_get(("127.0.0.1", port))[0] == 200
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(10)
+        s.connect(upath)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert s.recv(64).startswith(b"HTTP/1.1 200")
+        s.close()
+        # workers inherit none of it
+        pids = [int(x) for x in re.findall(r"worker ready program=web slot=\d+ pid=(\d+)", text)]
+        for pid in pids:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                assert b"LISTEN_" not in f.read()
+            theirs = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+            for sock in (tcp, unix, spare):
+                assert f"socket:[{os.fstat(sock.fileno()).st_ino}]" not in theirs, theirs
+        # batond stops; the sockets stay with systemd (here: us): a client
+        # that connects meanwhile waits in the backlog and is served by the
+        # next batond
+        p.terminate()
+        assert p.wait(20) == 0
+        assert os.path.exists(upath)  # not ours to remove
+        waiting = socket.create_connection(("127.0.0.1", port), timeout=20)
+        waiting.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        p, log = activated(td, config, [tcp, unix], "web:local-sock")
+        procs.append(p)
+        assert waiting.recv(64).startswith(b"HTTP/1.1 200")
+        waiting.close()
+        p.terminate()
+        assert p.wait(20) == 0
+
+        # bad environments and configs: exit 1 and say why
+        cases = [
+            ([tcp, unix], "web", {}, True, "LISTEN_FDNAMES has fewer names than LISTEN_FDS=2"),
+            ([tcp], "web:x", {}, True, "LISTEN_FDNAMES has more names than LISTEN_FDS=1"),
+            ([tcp, unix], "web:other", {}, True, "no socket 'local-sock' among the 2 passed by systemd"),
+            ([tcp, unix], "web:local-sock", {}, False, "no socket 'web' from systemd: batond was not socket-activated"),
+            ([tcp], None, {"LISTEN_FDS": "x"}, True, "LISTEN_FDS: want a number of fds"),
+            ([unix, tcp], "web:local-sock", {}, True, None),  # names, not positions, decide
+        ]
+        for socks, names, env, pid_ok, want in cases:
+            open(os.path.join(td.path, "act.log"), "w").close()
+            p, log = activated(td, config, socks, names, env, pid_ok)
+            procs.append(p)
+            if want is None:
+                wait_until(lambda: "worker ready" in open(log).read(), 10, "ready")
+                assert http_get(("127.0.0.1", port))[0] == 200
+                p.terminate()
+                assert p.wait(20) == 0
+                continue
+            assert p.wait(20) == 1, open(log).read()
+            assert want in open(log).read(), (want, open(log).read())
+        # a listener socket that is not listening
+        open(os.path.join(td.path, "act.log"), "w").close()
+        idle = socket.socket()
+        p, log = activated(td, config.replace("address = systemd:local-sock", "address = tcp:127.0.0.1:0"),
+                           [idle], "web")
+        procs.append(p)
+        assert p.wait(20) == 1 and "systemd socket 'web' (fd 3) is not listening" in open(log).read(), open(log).read()
+        idle.close()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for s in (tcp, unix, spare):
+            s.close()
+
+
+@test
+def socket_activation_config_errors(td):
+    for value, msg in (("systemd:", "want systemd or systemd:NAME"),
+                       ("systemd:a:b", "without ':'"),
+                       ("systemd:a\tb", "printable ASCII")):
+        cfg = td.file("bad.ini", f"[listener:web]\naddress = {value}\nprogram = web\n[program:web]\ncommand = /bin/true\n")
+        r = subprocess.run([bin_path("batond"), "-t", "-c", cfg], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 1 and f"{cfg}:2: address: " in r.stderr and msg in r.stderr, (value, r.stderr)
+    cfg = td.file("dup.ini", "[listener:a]\naddress = systemd:s\nprogram = web\n"
+                             "[listener:b]\naddress = systemd:s\nprogram = web\n"
+                             "[program:web]\ncommand = /bin/true\n")
+    r = subprocess.run([bin_path("batond"), "-t", "-c", cfg], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "[listener:b] adopts the same systemd socket 's' as [listener:a]" in r.stderr, r.stderr
