@@ -3,9 +3,10 @@
  * batonctl (or by `socat - UNIX-CONNECT:/run/baton/batond.sock`).
  *
  * Transport: a Unix stream socket.  The client sends exactly one request
- * line, then reads response lines until the server closes.  The client
- * keeps its side open while it waits: end of file from the client means
- * it went away.
+ * line, then reads response lines until the server closes.  A client may
+ * shut down its sending side after the request (socat does): it still
+ * gets the answer.  Closing before a whole request line arrived ends the
+ * exchange; closing while a long operation runs does not stop it.
  *
  * Request line:
  *

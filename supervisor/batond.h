@@ -16,6 +16,7 @@ struct batond {
 	struct program_list programs;
 	struct listener_list listeners;
 	int shutting_down;
+	int log_level_fixed; /* -l given: reloads keep it */
 	const char *config_path;
 };
 

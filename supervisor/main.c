@@ -255,6 +255,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_set_level(level ? lvl : cfg.baton.log_level);
+	batond.log_level_fixed = level != NULL;
 	if (cfg.baton.log_file[0]) {
 		char lerr[512];
 		if (log_open_file(cfg.baton.log_file, lerr, sizeof(lerr)) < 0) {

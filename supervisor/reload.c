@@ -123,7 +123,8 @@ struct reload_plan *reload_prepare(const char *path, char *err, size_t errlen)
 			 log_file_path(), plan->cfg.baton.log_file);
 		goto fail;
 	}
-	plan->log_level_changed = plan->cfg.baton.log_level != log_get_level();
+	plan->log_level_changed = !batond.log_level_fixed &&
+				  plan->cfg.baton.log_level != log_get_level();
 
 	int nlisteners = 0;
 	TAILQ_FOREACH(l, &batond.listeners, link)
@@ -306,7 +307,8 @@ int reload_apply(struct reload_plan *plan,
 
 	/* 2. From here on nothing fails.  New programs first, so that new
 	 * listeners have someone to feed. */
-	log_set_level(plan->cfg.baton.log_level);
+	if (plan->log_level_changed)
+		log_set_level(plan->cfg.baton.log_level);
 	control_reconfigure(&plan->cfg.baton);
 	for (int i = 0; i < plan->np; i++) {
 		struct pchange *pc = &plan->p[i];

@@ -21,6 +21,7 @@ import upgrade_tests  # noqa: E402,F401  (upgrades and reload under load)
 import valgrind_tests  # noqa: E402,F401  (batond under memcheck)
 import systemd_tests  # noqa: E402,F401  (sd_notify)
 import http_endpoint_tests  # noqa: E402,F401  (/metrics, /healthz, /readyz)
+import man_tests  # noqa: E402,F401  (man pages render and tell the truth)
 
 def run(args, **kw):
     return subprocess.run(args, capture_output=True, text=True, timeout=30, **kw)

@@ -418,3 +418,33 @@ def socket_activation_config_errors(td):
                              "[program:web]\ncommand = /bin/true\n")
     r = subprocess.run([bin_path("batond"), "-t", "-c", cfg], capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "[listener:b] adopts the same systemd socket 's' as [listener:a]" in r.stderr, r.stderr
+
+
+@test
+def log_level_flag_survives_reload(td):
+    """-l LEVEL wins over the file's log_level, also after a reload; without
+    -l a reload applies the file's new level."""
+    b = Batond(td, web_config(workers=1), args=["-l", "debug"], wait_ready=1)
+    b.wait_log(r"debug: heartbeat program=web", 5)
+    r = subprocess.run([bin_path("batonctl"), "-s", b.control, "reload", "--dry-run"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "log_level" not in r.stdout, r.stdout
+    assert subprocess.run([bin_path("batonctl"), "-s", b.control, "reload"], capture_output=True,
+                          timeout=30).returncode == 0
+    n = len(re.findall("debug: heartbeat", b.log()))
+    b.wait_log(r"debug: heartbeat program=web", 5, n + 2)  # still logging at debug
+    assert b.stop() == 0
+    # without -l: the file decides, and a reload changes it
+    b = Batond(td, web_config(workers=1).replace("log_level = info", "log_level = debug"), wait_ready=1)
+    b.wait_log(r"debug: heartbeat program=web", 5)
+    with open(b.config) as f:
+        text = f.read()
+    with open(b.config, "w") as f:
+        f.write(text.replace("log_level = debug", "log_level = info"))
+    r = subprocess.run([bin_path("batonctl"), "-s", b.control, "reload"], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0 and "log_level: debug -> info" in r.stderr + r.stdout, (r.stdout, r.stderr)
+    n = len(re.findall("debug: heartbeat", b.log()))
+    time.sleep(2.5)
+    assert len(re.findall("debug: heartbeat", b.log())) == n
+    assert b.stop() == 0
