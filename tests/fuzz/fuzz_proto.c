@@ -14,9 +14,10 @@
  *  (a) proto_decode() of the bytes on both sides with the fd count taken
  *      from byte 0; what decodes must encode back to the same bytes;
  *  (b) the bytes sent through a real SOCK_SEQPACKET socketpair with that
- *      many /dev/null fds attached (more than FDPASS_MAX provokes
- *      MSG_CTRUNC, a short buffer MSG_TRUNC), received with fdpass_recv()
- *      and decoded; afterwards no fd may be left open;
+ *      many /dev/null fds attached (fdpass_send(), or sendmsg() for more
+ *      than FDPASS_MAX, which provokes MSG_CTRUNC; a short buffer gives
+ *      MSG_TRUNC), received with fdpass_recv() and decoded; afterwards no
+ *      fd may be left open;
  *  (c) the bytes as a struct proto_msg: what encodes must decode back to
  *      the same message.
  * A broken invariant calls abort(), which libFuzzer reports as a crash.
@@ -185,7 +186,7 @@ static void through_socket(const uint8_t *msg, size_t len, int nattach,
 	CHECK(nattach >= 0 && nattach <= ATTACH_MAX);
 	for (int i = 0; i < nattach; i++)
 		CHECK((out[i] = fcntl(S.devnull, F_DUPFD_CLOEXEC, 0)) >= 0);
-	if (nattach > 0) {
+	if (nattach > FDPASS_MAX) {
 		memset(&ctl, 0, sizeof(ctl));
 		mh.msg_control = ctl.buf;
 		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nattach);
@@ -195,7 +196,15 @@ static void through_socket(const uint8_t *msg, size_t len, int nattach,
 		c->cmsg_len = CMSG_LEN(sizeof(int) * nattach);
 		memcpy(CMSG_DATA(c), out, sizeof(int) * nattach);
 	}
-	ssize_t sent = sendmsg(sv[0], &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+	/* fdpass_send() as batond does; past FDPASS_MAX it refuses, and a
+	 * broken peer could still send that many, so sendmsg() does it. */
+	ssize_t sent;
+	if (nattach <= FDPASS_MAX) {
+		sent = fdpass_send(sv[0], msg, len, out, nattach) == 0 ? (ssize_t)len : -1;
+	} else {
+		CHECK(fdpass_send(sv[0], msg, len, out, nattach) < 0 && errno == EINVAL);
+		sent = sendmsg(sv[0], &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+	}
 	int send_errno = errno;
 	/* The kernel holds its own references while the record is queued. */
 	for (int i = 0; i < nattach; i++)

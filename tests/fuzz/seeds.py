@@ -145,6 +145,8 @@ control_mode = 0660
 control_group = root
 control_group_write = yes
 log_level = debug
+log_file = %(here)s/batond.log
+http = tcp:127.0.0.1:9180
 
 [listener:web]
 address = tcp:127.0.0.1:8080
@@ -242,6 +244,8 @@ def config_seeds():
     # The whole input is also split as one command and one environment value.
     write("config", "env-value", 'A=1,B="x,y",C_3=hello world, D=\\"q\\"')
     write("config", "command-value", "/usr/bin/env \"arg one\" 'single q' plain\\ esc")
+    write("config", "bad-baton-keys", "[baton]\ncontrol = run/ctl.sock\nlog_file = rel.log\n"
+          "http = unix:/tmp/h.sock\ncontrol_mode = 0888\n")
     write("config", "durations", PROG + "ready_timeout = 0\nbackoff = 2h\nbackoff_max = 1s\n"
           "drain_timeout = 99999999999999999999s\nstop_timeout = 1h\n")
 
