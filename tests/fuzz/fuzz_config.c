@@ -2,7 +2,8 @@
  * libFuzzer target for the INI configuration loader, supervisor/config.c.
  *
  * Each input is written to baton.ini in a private temporary directory
- * (made once per process, removed at exit) and loaded with config_load()
+ * (made once per process under $TMPDIR, removed at exit; the file is
+ * removed after each load) and loaded with config_load()
  * exactly as `batond -t` does.  Errors are expected; what must hold is:
  * the error text is NUL terminated in its buffer and one "file:line: "
  * line per error (as far as it fits), a failed load leaves nothing
@@ -207,6 +208,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_config(&cfg);
 	}
 	config_free(&cfg);
+	/* Gone at once, so a crash leaves at most the empty directory. */
+	unlink(path);
 	split_value(data, size);
 	return 0;
 }
