@@ -7,6 +7,9 @@
 #   make bench      throughput: baton-http direct vs through batond
 #   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each (default 20)
 #   make fuzz-replay   the committed fuzz corpus, with the normal compiler
+#   make install    PREFIX=/usr/local DESTDIR= : binaries, libbaton (+ header,
+#                   pkg-config file), man pages, example config, systemd units
+#   make uninstall  the same files, removed
 #   make clean
 #
 # Missing Debian packages are installed with apt-get when running as root;
@@ -96,6 +99,59 @@ run: all
 
 bench: all deps-test
 	BATON_BIN=$(CURDIR)/$(B) python3 tests/bench/bench.py
+
+# Install: the binaries, libbaton (static library, header, baton.pc), the
+# man pages, the example config and the systemd units (their paths
+# rewritten to PREFIX).  DESTDIR stages the whole tree (packaging).
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR ?= $(PREFIX)/share/man
+DOCDIR ?= $(PREFIX)/share/doc/baton
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+INSTALL ?= install
+VERSION := $(shell sed -n 's/^\#define BATON_VERSION "\(.*\)"/\1/p' supervisor/version.h)
+MANPAGES := supervisor/man/batond.8 supervisor/man/batonctl.1 supervisor/man/baton.ini.5 worker/libbaton.3
+INSTALLED := $(addprefix $(BINDIR)/,batond batonctl baton-http baton-echo) \
+	$(LIBDIR)/libbaton.a $(LIBDIR)/pkgconfig/baton.pc $(INCLUDEDIR)/baton.h \
+	$(MANDIR)/man8/batond.8 $(MANDIR)/man1/batonctl.1 $(MANDIR)/man5/baton.ini.5 \
+	$(MANDIR)/man3/libbaton.3 $(DOCDIR)/baton.ini.example $(DOCDIR)/PROTOCOL.md \
+	$(DOCDIR)/README.md $(UNITDIR)/batond.service $(UNITDIR)/batond.socket
+
+ifneq ($(filter install,$(MAKECMDGOALS)),)
+ifeq ($(SANITIZE),1)
+$(error make install: not with SANITIZE=1 (that build is for the tests))
+endif
+endif
+
+.PHONY: install uninstall
+install: all
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR)
+	$(INSTALL) -m 0755 $(PROGS) $(DESTDIR)$(BINDIR)/
+	$(INSTALL) -m 0644 $(LIBBATON) $(DESTDIR)$(LIBDIR)/libbaton.a
+	$(INSTALL) -m 0644 worker/baton.h $(DESTDIR)$(INCLUDEDIR)/baton.h
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|; s|@VERSION@|$(VERSION)|' \
+		worker/baton.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/baton.pc
+	chmod 0644 $(DESTDIR)$(LIBDIR)/pkgconfig/baton.pc
+	$(INSTALL) -m 0644 supervisor/man/batond.8 $(DESTDIR)$(MANDIR)/man8/
+	$(INSTALL) -m 0644 supervisor/man/batonctl.1 $(DESTDIR)$(MANDIR)/man1/
+	$(INSTALL) -m 0644 supervisor/man/baton.ini.5 $(DESTDIR)$(MANDIR)/man5/
+	$(INSTALL) -m 0644 worker/libbaton.3 $(DESTDIR)$(MANDIR)/man3/
+	sed -e 's|%(here)s/../bin/|$(BINDIR)/|; s|%(here)s/../run/|/run/baton/|' etc/baton.ini \
+		> $(DESTDIR)$(DOCDIR)/baton.ini.example
+	$(INSTALL) -m 0644 worker/PROTOCOL.md README.md $(DESTDIR)$(DOCDIR)/
+	for u in batond.service batond.socket; do \
+		sed -e 's|/usr/local/bin/|$(BINDIR)/|g' etc/$$u > $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$$u; \
+	done
+	@echo "installed under $(DESTDIR)$(PREFIX); the config goes in /etc/baton/baton.ini (example: $(DOCDIR)/baton.ini.example)"
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	-rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null
 
 clean:
 	rm -rf bin build

@@ -22,6 +22,7 @@ import valgrind_tests  # noqa: E402,F401  (batond under memcheck)
 import systemd_tests  # noqa: E402,F401  (sd_notify)
 import http_endpoint_tests  # noqa: E402,F401  (/metrics, /healthz, /readyz)
 import man_tests  # noqa: E402,F401  (man pages render and tell the truth)
+import install_tests  # noqa: E402,F401  (make install / uninstall, pkg-config)
 
 def run(args, **kw):
     return subprocess.run(args, capture_output=True, text=True, timeout=30, **kw)
