@@ -19,7 +19,8 @@ SANITIZE ?=
 CC ?= cc
 PKGS := libevent inih
 DEB_BUILD := libevent-dev libinih-dev libcmocka-dev pkg-config
-DEB_TEST := curl wrk socat python3 iproute2
+DEB_TEST := curl wrk socat python3 iproute2 valgrind groff-base
+DEB_FUZZ := clang
 
 ifeq ($(SANITIZE),1)
 B := bin/san
@@ -51,7 +52,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
 
 PROGS := $(B)/batond $(B)/baton-http $(B)/baton-echo $(if $(wildcard supervisor/batonctl.c),$(B)/batonctl)
 
-.PHONY: all run test unit integration bench clean deps deps-test
+.PHONY: all run test unit integration bench clean deps deps-test deps-fuzz
 all: deps $(PROGS)
 
 $(O)/%.o: %.c
@@ -91,7 +92,8 @@ unit: deps $(UNIT_BIN)
 integration: all deps-test
 	BATON_BIN=$(CURDIR)/$(B) python3 tests/integration/run.py
 
-test: unit integration
+# The committed fuzz corpus is replayed on every test run (a second).
+test: unit integration fuzz-replay
 
 run: all
 	@mkdir -p run
@@ -160,7 +162,9 @@ clean:
 deps:
 	@$(call need_pkgs,$(DEB_BUILD),pkg-config --exists $(PKGS) cmocka)
 deps-test:
-	@$(call need_pkgs,$(DEB_TEST),command -v curl && command -v wrk && command -v socat && command -v python3 && command -v ss)
+	@$(call need_pkgs,$(DEB_TEST),command -v curl && command -v wrk && command -v socat && command -v python3 && command -v ss && command -v valgrind && command -v groff)
+deps-fuzz:
+	@$(call need_pkgs,$(DEB_FUZZ),command -v $(FUZZ_CC))
 
 define need_pkgs
 if ! { $(2); } >/dev/null 2>&1; then \
@@ -217,7 +221,7 @@ $(FUZZ_O)/libfuzzed.a: $(FUZZ_LIB_SRC:%.c=$(FUZZ_O)/obj/%.o)
 $(FUZZ_O)/fuzz_%: $(FUZZ_O)/obj/tests/fuzz/fuzz_%.o $(FUZZ_O)/libfuzzed.a
 	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LDLIBS_INI)
 
-fuzz: deps $(FUZZ_BINS)
+fuzz: deps deps-fuzz $(FUZZ_BINS)
 	@fail=0; for t in $(FUZZ_TARGETS); do \
 		mkdir -p $(FUZZ_O)/corpus/$$t $(FUZZ_O)/artifacts; \
 		dict=; [ -f tests/fuzz/$$t.dict ] && dict=-dict=tests/fuzz/$$t.dict; \
