@@ -8,6 +8,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,6 +130,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
+	/* A client that leaves while we echo to it must cost only its own
+	 * connection, not the process (EPIPE instead of SIGPIPE). */
+	signal(SIGPIPE, SIG_IGN);
 	struct event_base *base = event_base_new();
 	if (!base) {
 		fprintf(stderr, "baton-echo: cannot create an event base\n");

@@ -19,6 +19,7 @@
 #include <getopt.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -407,6 +408,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "baton-http: --fail-start: exiting before ready\n");
 		return 1;
 	}
+	/* A client that leaves while its response is written must cost only
+	 * its own connection, not the process (EPIPE instead of SIGPIPE). */
+	signal(SIGPIPE, SIG_IGN);
 	app.body_len = strlen(app.body);
 	app.generation = baton_generation();
 	LIST_INIT(&app.conns);
