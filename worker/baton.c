@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "fdpass.h"
@@ -322,13 +323,32 @@ int baton_attach(struct baton *b, struct event_base *base)
 	return 0;
 }
 
+uint32_t baton_fd_capacity(uint32_t capacity)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+		return capacity;
+	uint64_t cap = rl.rlim_cur > 2 * BATON_FD_RESERVE ? rl.rlim_cur - BATON_FD_RESERVE
+							 : rl.rlim_cur / 2;
+	if (cap < 1)
+		cap = 1;
+	return capacity && capacity < cap ? capacity : (uint32_t)(cap < UINT32_MAX ? cap : UINT32_MAX);
+}
+
 int baton_ready(struct baton *b, uint32_t capacity)
 {
 	if (b->closed) {
 		errno = EPIPE;
 		return -1;
 	}
-	b->capacity = capacity;
+	/*
+	 * Every connection is an fd here: a worker promised more than its fd
+	 * limit allows would get CONNs whose fds the kernel cannot install
+	 * (MSG_CTRUNC) and lose its channel.  Announce what fits instead; the
+	 * supervisor then keeps further clients in its backlog.
+	 */
+	b->capacity = baton_fd_capacity(capacity);
 	b->ready_pending = 1;
 	flush(b);
 	return b->closed ? -1 : 0;

@@ -46,8 +46,19 @@ struct baton_callbacks {
 struct baton *baton_open(int fd, const struct baton_callbacks *cb, void *arg);
 void baton_free(struct baton *b);
 
-/* Tell the supervisor we can take connections; capacity 0 = its default. */
+/*
+ * Tell the supervisor we can take connections; capacity 0 = its default.
+ * The capacity announced is capped by baton_fd_capacity(), so that every
+ * connection the supervisor may hand over fits under RLIMIT_NOFILE.
+ */
 int baton_ready(struct baton *b, uint32_t capacity);
+/*
+ * capacity (0: no limit of its own) capped to the soft RLIMIT_NOFILE less
+ * BATON_FD_RESERVE descriptors for everything else the worker opens (half
+ * the limit if it is lower than twice the reserve; at least 1).
+ */
+#define BATON_FD_RESERVE 32
+uint32_t baton_fd_capacity(uint32_t capacity);
 /* A connection ended (the worker has closed or will close its fd). */
 int baton_done(struct baton *b, uint64_t id);
 /* Number of connections received and not yet done. */

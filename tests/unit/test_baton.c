@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -193,6 +194,31 @@ static void test_ready(void **state)
 	sup_recv(f, &m);
 	assert_int_equal(m.type, PROTO_READY);
 	assert_int_equal(m.u.ready.capacity, 7);
+}
+
+/* A worker never promises more connections than its fd limit can hold. */
+static void test_ready_capped_by_fd_limit(void **state)
+{
+	struct fixture *f = *state;
+	struct proto_msg m;
+	struct rlimit saved, low;
+
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+	low = saved;
+	low.rlim_cur = 100;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	assert_int_equal(baton_fd_capacity(0), 100 - BATON_FD_RESERVE);
+	assert_int_equal(baton_fd_capacity(50), 50);
+	assert_int_equal(baton_fd_capacity(5000), 100 - BATON_FD_RESERVE);
+	assert_int_equal(baton_ready(f->b, 0), 0);
+	low.rlim_cur = 40; /* below twice the reserve: half of it */
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	assert_int_equal(baton_fd_capacity(0), 20);
+	assert_int_equal(baton_fd_capacity(7), 7);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+	sup_recv(f, &m);
+	assert_int_equal(m.type, PROTO_READY);
+	assert_int_equal(m.u.ready.capacity, 100 - BATON_FD_RESERVE);
 }
 
 static void test_conn_acked_before_callback(void **state)
@@ -458,6 +484,7 @@ int main(void)
 		cmocka_unit_test(test_open_needs_channel),
 		cmocka_unit_test(test_env),
 		cmocka_unit_test_setup_teardown(test_ready, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ready_capped_by_fd_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_conn_acked_before_callback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_done_without_conn_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_status_answers_heartbeat, setup, teardown),
