@@ -18,6 +18,7 @@ from harness import (BIN, ROOT, TESTS, Batond, Load, TestDir, bin_path, http_get
                      pid_alive, read_response, test, wait_until, web_config)
 import control_tests  # noqa: E402,F401  (registers the batonctl tests)
 import upgrade_tests  # noqa: E402,F401  (upgrades and reload under load)
+import fault_tests  # noqa: E402,F401  (fault injection: chaos, garbage, fds, leaks, batond killed)
 import valgrind_tests  # noqa: E402,F401  (batond under memcheck)
 import systemd_tests  # noqa: E402,F401  (sd_notify)
 import http_endpoint_tests  # noqa: E402,F401  (/metrics, /healthz, /readyz)
