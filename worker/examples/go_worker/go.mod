@@ -1,0 +1,3 @@
+module baton.example/goworker
+
+go 1.19
