@@ -24,6 +24,7 @@ import systemd_tests  # noqa: E402,F401  (sd_notify)
 import http_endpoint_tests  # noqa: E402,F401  (/metrics, /healthz, /readyz)
 import man_tests  # noqa: E402,F401  (man pages render and tell the truth)
 import install_tests  # noqa: E402,F401  (make install / uninstall, pkg-config)
+import go_worker_tests  # noqa: E402,F401  (the Go worker example, when go is installed)
 
 def run(args, **kw):
     return subprocess.run(args, capture_output=True, text=True, timeout=30, **kw)
