@@ -469,10 +469,12 @@ static void exec_worker(const struct cfg_program *cfg, struct slot *s, int gen, 
 	char num[32];
 	sigset_t none;
 
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* Every signal is blocked (see spawn_gen): reset the handlers first,
+	 * then unblock; whatever arrived meanwhile now gets the default. */
 	for (int sig = 1; sig < NSIG; sig++)
 		signal(sig, SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 	setpgid(0, 0);
 
 	if (chan == 3) {
@@ -561,8 +563,23 @@ static void spawn_gen(struct slot *s, int generation)
 	if (!w->ev_read || !w->ev_timer)
 		fatal("out of memory");
 
+	/*
+	 * Until the child has reset them, it runs batond's signal handlers:
+	 * libevent's would write a signal meant for the new worker (its stop
+	 * signal, an operator's kill) into batond's own signal pipe, and
+	 * batond would act on it (a TERM shut batond down).  So block every
+	 * signal across fork; the child unblocks after resetting handlers.
+	 */
+	sigset_t all, saved;
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, &saved);
 	pid_t pid = fork();
+	if (pid == 0)
+		exec_worker(pool_cfg_for(p, generation), s, w->generation, sv[1]);
+	int fork_errno = errno;
+	sigprocmask(SIG_SETMASK, &saved, NULL);
 	if (pid < 0) {
+		errno = fork_errno;
 		log_error("fork failed program=%s slot=%d error=\"%s\"", p->cfg.name,
 			  s->index, strerror(errno));
 		close(sv[0]);
@@ -570,10 +587,9 @@ static void spawn_gen(struct slot *s, int generation)
 		event_free(w->ev_read);
 		event_free(w->ev_timer);
 		free(w);
+		errno = fork_errno;
 		goto retry;
 	}
-	if (pid == 0)
-		exec_worker(pool_cfg_for(p, generation), s, w->generation, sv[1]);
 	close(sv[1]);
 	setpgid(pid, pid); /* also done by the child; whoever runs first wins */
 	w->pid = pid;
