@@ -97,6 +97,17 @@ def open_fds(pid):
     return sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd"))
 
 
+def fd_targets(pid):
+    """{fd: link target} of a process; fds closed while listing are left out."""
+    found = {}
+    for fd in open_fds(pid):
+        try:
+            found[fd] = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            pass
+    return found
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1))
@@ -111,15 +122,31 @@ def ppid(pid):
 
 
 def kill_child(b, pid, sig=signal.SIGKILL):
-    """Signal pid only if it is still a child of b's batond (never a
-    recycled pid).  True if sent."""
-    if ppid(pid) != b.proc.pid:
+    """Signal pid only if it is a child of b's batond, through a pidfd so
+    that a recycled pid is never hit.  True if sent."""
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
         return False
     try:
-        os.kill(pid, sig)
+        # /proc/PID is the pidfd's process as long as that lives
+        if ppid(pid) != b.proc.pid:
+            return False
+        signal.pidfd_send_signal(fd, sig)
         return True
     except ProcessLookupError:
         return False
+    finally:
+        os.close(fd)
+
+
+def batond_children(b):
+    pid = b.proc.pid
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(k) for k in f.read().split()]
+    except FileNotFoundError:
+        return []
 
 
 _sanitized = None
@@ -568,6 +595,37 @@ queue_timeout = 60s
 
 
 @test
+def fault_signals_for_new_workers_never_reach_batond(td):
+    """Between fork and exec a new worker runs batond's signal handlers
+    unless signals are blocked: libevent's handler would forward a signal
+    meant for the worker to batond through its signal pipe (seen: the stop
+    signal of a worker stopped right after its fork shut batond down in the
+    chaos test under ASan).  Workers crash-loop on SIGUSR1 while every
+    child of batond is sent SIGUSR1 for 3 s: batond must handle none."""
+    b = Batond(td, web_config(workers=4, program_extra="""
+start_window = 0
+start_retries = 1000
+backoff = 1ms
+backoff_max = 1ms
+"""), wait_ready=4)
+    sent = 0
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and sent < 10**6:
+        for pid in batond_children(b):
+            sent += kill_child(b, pid, signal.SIGUSR1)
+    spawned = count(b, r"started worker program=web")
+    handled = count(b, r"SIGUSR1")
+    print(f"    {sent} SIGUSR1 sent to {spawned} workers as they started: batond handled {handled}")
+    assert b.proc.poll() is None, b.tail()
+    assert sent > 500 and spawned > 100, (sent, spawned)
+    assert handled == 0, b.tail()
+    wait_until(lambda: sum(w["state"] == "RUNNING" for w in program(status(b), "web")["workers"]) == 4,
+               30, "4 running workers")
+    assert http_get(("127.0.0.1", b.port("v4")))[0] == 200
+    assert b.stop() == 0, b.tail()
+
+
+@test
 def fault_client_hangups_do_not_kill_workers(td):
     """Clients that pipeline requests and hang up without reading make the
     worker write to a closed socket: that must cost the client its own
@@ -753,8 +811,8 @@ workers = 1
         assert code == 0, (code, out, err)
     idle_ctl.close()
     sup = b.proc.pid
-    batond_sockets = {socket_inode(sup, fd) for fd in open_fds(sup)
-                      if os.readlink(f"/proc/{sup}/fd/{fd}").startswith("socket:")}
+    batond_sockets = set(re.findall(r"socket:\[(\d+)\]", " ".join(fd_targets(sup).values())))
+    batond_sockets = {int(i) for i in batond_sockets}
     for s in held:
         s.close()
     checked = []
@@ -780,7 +838,7 @@ workers = 1
         else:
             assert sorted(re.sub(r"\[\d+\]", "", t) for t in extra.values()) == \
                 ["anon_inode:[eventpoll]", "pipe:", "pipe:"], (name, targets)
-        batond_targets = {os.readlink(f"/proc/{sup}/fd/{fd}") for fd in open_fds(sup)}
+        batond_targets = set(fd_targets(sup).values())
         assert not (set(extra.values()) - {"anon_inode:[eventpoll]"}) & batond_targets, (extra, batond_targets)
         st = open(f"/proc/{pid}/status").read()
         assert re.search(r"^SigBlk:\s+0+$", st, re.M), st
