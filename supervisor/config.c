@@ -102,6 +102,10 @@ static const struct key keys[] = {
 	  "A connection no worker can take within this time is closed (and counted)."),
 	P("heartbeat_timeout", T_DUR, heartbeat_timeout, 0, HOUR, "10s",
 	  "A RUNNING worker silent this long on its channel is hung: killed, replaced, its unacked connections handed to others (batond sends STATUS after half of it; 0: off)."),
+	P("stdout", T_STR, stdout_to, 0, 0, "log",
+	  "Where the workers' stdout goes: `log` (each line into batond's log, prefixed `web:0 stdout:`), `inherit` (batond's own stdout) or an absolute file path (lines appended with a timestamp; reopened on SIGUSR1). Over 1000 lines a second are dropped and counted."),
+	P("stderr", T_STR, stderr_to, 0, 0, "log",
+	  "The same for the workers' stderr."),
 	P("stop_signal", T_SIG, stop_signal, 0, 0, "TERM",
 	  "Signal that stops a worker: TERM, INT, QUIT, HUP, USR1, USR2 or KILL."),
 	P("restart", T_RESTART, restart, 0, 0, "always",
@@ -756,6 +760,13 @@ static int handler(void *user, const char *section, const char *name,
 			   check_control_path(p->cfg->baton.control, msg, sizeof(msg)) < 0) {
 			*sec_bad(p) |= 1ull << i;
 			add_err(p, p->line, "%s: %s", name, msg);
+		} else if (k->sec == S_PROGRAM && (strcmp(k->name, "stdout") == 0 ||
+						    strcmp(k->name, "stderr") == 0) &&
+			   strcmp(value, "log") != 0 && strcmp(value, "inherit") != 0 &&
+			   ((const char *)sec_base(p, k->sec) + k->off)[0] != '/') {
+			*sec_bad(p) |= 1ull << i;
+			add_err(p, p->line, "%s: want log, inherit or an absolute path, got '%s'", name,
+				(const char *)sec_base(p, k->sec) + k->off);
 		} else if (k->sec == S_BATON && strcmp(k->name, "log_file") == 0 &&
 			   p->cfg->baton.log_file[0] && p->cfg->baton.log_file[0] != '/') {
 			*sec_bad(p) |= 1ull << i;

@@ -65,6 +65,8 @@ struct cfg_program {
 	uint64_t stop_timeout;
 	uint64_t queue_timeout;
 	uint64_t heartbeat_timeout;
+	char stdout_to[CFG_STR_MAX]; /* "log", "inherit" or /path */
+	char stderr_to[CFG_STR_MAX];
 	int stop_signal;
 	enum restart_policy restart;
 	uint64_t backoff;

@@ -17,6 +17,7 @@
 #include "listener.h"
 #include "log.h"
 #include "notify.h"
+#include "output.h"
 #include "pool.h"
 #include "version.h"
 
@@ -105,6 +106,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		} else {
 			log_info("SIGUSR1: log file reopened path=%s", log_file_path());
 		}
+		if (output_reopen(err, sizeof(err)) < 0)
+			log_error("SIGUSR1: worker output: %s", err);
 		break;
 	}
 	case SIGUSR2:

@@ -17,6 +17,7 @@
 #include "control.h"
 #include "fdpass.h"
 #include "log.h"
+#include "output.h"
 #include "util.h"
 
 extern char **environ;
@@ -464,7 +465,8 @@ static void apply_env(char **env)
 }
 
 /* In the child: never returns. */
-static void exec_worker(const struct cfg_program *cfg, struct slot *s, int gen, int chan)
+static void exec_worker(const struct cfg_program *cfg, struct slot *s, int gen, int chan,
+			const int outfd[2])
 {
 	char num[32];
 	sigset_t none;
@@ -476,6 +478,11 @@ static void exec_worker(const struct cfg_program *cfg, struct slot *s, int gen, 
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	setpgid(0, 0);
+
+	/* Captured stdout/stderr first: the pipe ends may sit on fd 3. */
+	for (int i = 0; i < 2; i++)
+		if (outfd[i] >= 0 && dup2(outfd[i], i + 1) < 0)
+			_exit(127);
 
 	if (chan == 3) {
 		fcntl(3, F_SETFD, 0);
@@ -562,6 +569,10 @@ static void spawn_gen(struct slot *s, int generation)
 	w->ev_timer = evtimer_new(batond.base, worker_timer, w);
 	if (!w->ev_read || !w->ev_timer)
 		fatal("out of memory");
+	const struct cfg_program *cfg = pool_cfg_for(p, generation);
+	int outfd[2];
+	w->out[0] = output_new(p->cfg.name, s->index, 1, cfg->stdout_to, &outfd[0]);
+	w->out[1] = output_new(p->cfg.name, s->index, 2, cfg->stderr_to, &outfd[1]);
 
 	/*
 	 * Until the child has reset them, it runs batond's signal handlers:
@@ -575,7 +586,7 @@ static void spawn_gen(struct slot *s, int generation)
 	sigprocmask(SIG_SETMASK, &all, &saved);
 	pid_t pid = fork();
 	if (pid == 0)
-		exec_worker(pool_cfg_for(p, generation), s, w->generation, sv[1]);
+		exec_worker(cfg, s, w->generation, sv[1], outfd);
 	int fork_errno = errno;
 	sigprocmask(SIG_SETMASK, &saved, NULL);
 	if (pid < 0) {
@@ -586,11 +597,15 @@ static void spawn_gen(struct slot *s, int generation)
 		close(sv[1]);
 		event_free(w->ev_read);
 		event_free(w->ev_timer);
+		output_free(w->out[0]);
+		output_free(w->out[1]);
 		free(w);
 		errno = fork_errno;
 		goto retry;
 	}
 	close(sv[1]);
+	output_started(w->out[0], pid);
+	output_started(w->out[1], pid);
 	setpgid(pid, pid); /* also done by the child; whoever runs first wins */
 	w->pid = pid;
 	w->started_ms = now_ms();
@@ -725,6 +740,8 @@ static void worker_exited(struct worker *w, int status)
 	if (w->ev_retry)
 		event_free(w->ev_retry);
 	after_exit(w, status, how);
+	output_free(w->out[0]);
+	output_free(w->out[1]);
 	free(w);
 	compact_slots(p);
 	dispatch_kick(p);

@@ -13,6 +13,8 @@
 #include "config.h"
 #include "dispatch.h"
 
+struct output;
+
 enum worker_state {
 	WS_STARTING, /* spawned, waiting for READY */
 	WS_RUNNING,  /* takes connections */
@@ -52,6 +54,7 @@ struct worker {
 	struct conn_list outbox, unacked;
 	uint64_t started_ms, ready_ms;
 	uint64_t last_msg_ms; /* last message on the channel (heartbeat timeout) */
+	struct output *out[2]; /* its stdout and stderr, when captured */
 	int status_sent;      /* STATUS sent since that message */
 	uint64_t handed, acked;
 };

@@ -66,6 +66,7 @@ static int same_program(const struct cfg_program *a, const struct cfg_program *b
 	       a->ready_timeout == b->ready_timeout && a->drain_timeout == b->drain_timeout &&
 	       a->stop_timeout == b->stop_timeout && a->queue_timeout == b->queue_timeout &&
 	       a->heartbeat_timeout == b->heartbeat_timeout &&
+	       strcmp(a->stdout_to, b->stdout_to) == 0 && strcmp(a->stderr_to, b->stderr_to) == 0 &&
 	       a->stop_signal == b->stop_signal && a->restart == b->restart &&
 	       a->backoff == b->backoff && a->backoff_max == b->backoff_max &&
 	       a->start_retries == b->start_retries && a->start_window == b->start_window &&

@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 
-from harness import Batond, bin_path, http_get, test, wait_until, web_config
+from harness import Batond, Load, bin_path, http_get, test, wait_until, web_config
 
 
 class NotifySocket:
@@ -447,4 +447,70 @@ def log_level_flag_survives_reload(td):
     n = len(re.findall("debug: heartbeat", b.log()))
     time.sleep(2.5)
     assert len(re.findall("debug: heartbeat", b.log())) == n
+    assert b.stop() == 0
+
+
+@test
+def worker_output_captured_prefixed_and_rate_limited(td):
+    """stdout/stderr: lines into batond's log as 'web:0 stderr: ...', into a
+    per-program file (reopened on SIGUSR1), or inherited; a worker flooding
+    its stderr cannot stall batond: lines over the rate are dropped and
+    counted while a load runs with zero errors."""
+    out = os.path.join(td.path, "web.out")
+    script = td.file("chatty.sh", f"""#!/bin/sh
+echo "hello from $BATON_WORKER on stdout"
+printf 'bell\\007 and no newline' >&2
+if [ "$BATON_WORKER" = 1 ]; then
+    (while :; do echo "flood flood flood flood flood flood flood flood"; done) >&2 &
+fi
+exec {bin_path('baton-http')}
+""", 0o755)
+    b = Batond(td, web_config(workers=2, command=script,
+                              program_extra=f"stdout = {out}\nstderr = log"), wait_ready=2)
+    wait_until(lambda: os.path.exists(out) and open(out).read().count("hello from") == 2, 10,
+               "stdout lines in the program's file")
+    lines = open(out).read().splitlines()
+    assert all(re.match(r"\d{4}-\d\d-\d\dT[\d:.]+Z web:[01] stdout: hello from [01] on stdout$", ln)
+               for ln in lines), lines
+    load = Load(("127.0.0.1", b.port("v4")), threads=4, max_requests=200000, max_seconds=30)
+    b.wait_log(r"warn: web:1 stderr: \d+ lines dropped \(more than 1000 a second\)", 15, 2)
+    r = subprocess.run([bin_path("batonctl"), "-s", b.control, "status"], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, r.stdout
+    time.sleep(1)
+    ok, errors = load.finish()
+    assert not errors and ok > 100, (ok, errors[:5])
+    assert "info: web:1 stderr: flood flood" in b.log()
+    # logrotate: move the file, SIGUSR1, new lines go to a new file
+    os.rename(out, out + ".1")
+    b.signal(signal.SIGUSR1)
+    r = subprocess.run([bin_path("batonctl"), "-s", b.control, "restart", "web:0"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    wait_until(lambda: os.path.exists(out) and "hello from 0" in open(out).read(), 10, "a new file")
+    assert b.stop() == 0
+    # the partial last line and control characters: one clean log line
+    assert re.search(r"info: web:0 stderr: bell\? and no newline\n", b.log()), b.tail()
+    print(f"    {ok} requests, 0 errors while web:1 flooded its stderr; "
+          f"{len(re.findall('lines dropped', b.log()))} drop summaries")
+
+
+@test
+def worker_output_bad_values_and_inherit(td):
+    for value, msg in (("syslog", "want log, inherit or an absolute path, got 'syslog'"),
+                       ("logs/web.out", "want log, inherit or an absolute path, got 'logs/web.out'")):
+        text = web_config(workers=1, program_extra=f"stdout = {value}").replace(
+            "@BIN@", os.path.dirname(bin_path("x")))
+        line = text.splitlines().index(f"stdout = {value}") + 1
+        cfg = td.file("bad.ini", text)
+        r = subprocess.run([bin_path("batond"), "-t", "-c", cfg], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 1 and f"{cfg}:{line}: stdout: {msg}" in r.stderr, r.stderr
+    # inherit: the worker writes straight to batond's stderr, unprefixed
+    script = td.file("say.sh", f"""#!/bin/sh
+echo "raw line from the worker" >&2
+exec {bin_path('baton-http')}
+""", 0o755)
+    b = Batond(td, web_config(workers=1, command=script, program_extra="stderr = inherit"), wait_ready=1)
+    b.wait_log(r"(?m)^raw line from the worker$", 10)
+    assert "stderr: raw line" not in b.log()
     assert b.stop() == 0

@@ -356,6 +356,8 @@ static void test_defaults(void **state)
 	assert_int_equal(p->stop_timeout, 10000);
 	assert_int_equal(p->queue_timeout, 5000);
 	assert_int_equal(p->heartbeat_timeout, 10000);
+	assert_string_equal(p->stdout_to, "log");
+	assert_string_equal(p->stderr_to, "log");
 	assert_int_equal(p->stop_signal, SIGTERM);
 	assert_int_equal(p->restart, RESTART_ALWAYS);
 	assert_int_equal(p->backoff, 500);
@@ -494,6 +496,8 @@ static const struct bad bad_cases[] = {
 	{"duration not a number", PROG "queue_timeout = soon\n", 1, 3, "duration"},
 	{"duration above max", PROG "ready_timeout = 2h\n", 1, 3, "from 1ms to 1h"},
 	{"duration below min", PROG "queue_timeout = 0\n", 1, 3, "from 1ms to 1h"},
+	{"stdout bad", PROG "stdout = syslog\n", 1, 3, "stdout: want log, inherit or an absolute path, got 'syslog'"},
+	{"stderr relative", PROG "stderr = err.log\n", 1, 3, "stderr: want log, inherit or an absolute path"},
 	{"heartbeat above max", PROG "heartbeat_timeout = 61m\n", 1, 3, "duration from 0 to 1h"},
 	{"heartbeat bad unit", PROG "heartbeat_timeout = 5 s\n", 1, 3, "duration"},
 	{"duration drain max", PROG "drain_timeout = 25h\n", 1, 3, "duration from 0 to 24h"},
@@ -1086,7 +1090,7 @@ static void test_reference(void **state)
 		"tcp_keepalive", "tcp_keepidle", "tcp_keepintvl", "tcp_keepcnt",
 		"tcp_user_timeout",
 		"command", "workers", "directory", "environment", "user",
-		"ready_timeout", "drain_timeout", "stop_timeout", "queue_timeout", "heartbeat_timeout",
+		"ready_timeout", "drain_timeout", "stop_timeout", "queue_timeout", "heartbeat_timeout", "stdout", "stderr",
 		"stop_signal", "restart", "backoff", "backoff_max", "start_retries",
 		"start_window", "capacity", "upgrade_batch",
 	};

@@ -1,0 +1,44 @@
+/*
+ * Workers' stdout and stderr (the `stdout` / `stderr` keys of a program):
+ *
+ *   log       (default) a pipe batond reads; each line goes to batond's log
+ *             as "web:0 stdout: LINE"
+ *   inherit   batond's own stdout / stderr, untouched
+ *   /path     a pipe batond reads; each line is appended to that file with a
+ *             timestamp and the "web:0 stdout:" prefix (reopened on SIGUSR1)
+ *
+ * batond never blocks on a worker's output: the pipe is read without
+ * blocking, at most OUTPUT_READ_MAX bytes per wakeup, lines are cut at
+ * OUTPUT_LINE_MAX bytes, and beyond OUTPUT_RATE lines a second per stream
+ * lines are dropped and counted (a summary line says how many).
+ */
+#ifndef BATON_OUTPUT_H
+#define BATON_OUTPUT_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#define OUTPUT_LINE_MAX 1024
+#define OUTPUT_READ_MAX 65536
+#define OUTPUT_RATE 1000
+
+struct output;
+
+/*
+ * Before fork: set up stream 1 or 2 of worker program:slot for mode.
+ * *child_fd is what the child must dup2 onto the stream, or -1 to leave
+ * it alone (inherit).  NULL with *child_fd = -1 for inherit, or when the
+ * pipe or file cannot be made (logged; the worker then inherits).
+ */
+struct output *output_new(const char *program, int slot, int stream, const char *mode,
+			  int *child_fd);
+/* After fork (parent): close the child's end and start reading. */
+void output_started(struct output *o, pid_t pid);
+/* The worker is gone: read what is left, flush a partial line, free. */
+void output_free(struct output *o);
+/* SIGUSR1: reopen every output file; 0, or -1 with err (first failure). */
+int output_reopen(char *err, size_t errlen);
+/* Is mode valid ("log", "inherit" or an absolute path)? */
+int output_mode_valid(const char *mode);
+
+#endif
