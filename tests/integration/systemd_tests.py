@@ -2,6 +2,7 @@
 datagram socket set as NOTIFY_SOCKET, in order across start, reload,
 a worker crash and stop; the unit file; orphans reaped as a subreaper."""
 import os
+import shutil
 import re
 import signal
 import socket
@@ -514,3 +515,46 @@ exec {bin_path('baton-http')}
     b.wait_log(r"(?m)^raw line from the worker$", 10)
     assert "stderr: raw line" not in b.log()
     assert b.stop() == 0
+
+
+@test
+def batond_as_pid1_in_a_pid_namespace(td):
+    """As PID 1 (a container without tini): it says so, serves, reaps every
+    orphan, and SIGTERM drains and exits 0."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        print("    skipped: needs root and unshare(1) for a PID namespace")
+        return
+    pidfile = os.path.join(td.path, "orphan.pid")
+    script = td.file("w.sh", f"""#!/bin/sh
+( sleep 0.5 & echo $! > {pidfile}.tmp; mv {pidfile}.tmp {pidfile} )
+exec {bin_path('baton-http')}
+""", 0o755)
+    b = Batond(td, web_config(workers=2, command=script), wrapper=["unshare", "--pid", "--fork", "--kill-child"],
+               wait_ready=2)
+    # The pids in its log are the namespace's: never kill those from here.
+    # Cleanup kills unshare, whose --kill-child ends batond, and with PID 1
+    # gone the kernel ends everything else in the namespace.
+    b.worker_pids = lambda: []
+    assert "running as PID 1: reaping every orphan" in b.log(), b.tail()
+    assert http_get(("127.0.0.1", b.port("v4")))[0] == 200
+    # batond as seen from here: unshare's child
+    inner = int(open(f"/proc/{b.proc.pid}/task/{b.proc.pid}/children").read().split()[0])
+    assert re.search(r"^NSpid:\s+%d\s+1$" % inner, open(f"/proc/{inner}/status").read(), re.M)
+    wait_until(lambda: os.path.exists(pidfile), 10, "an orphan")
+    # its pid file holds the namespace's pid: find the sleeps among batond's descendants
+    def zombies():
+        out = []
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                try:
+                    st = open(f"/proc/{pid}/status").read()
+                except OSError:
+                    continue
+                if re.search(r"^PPid:\s+%d$" % inner, st, re.M) and re.search(r"^State:\s+Z", st, re.M):
+                    out.append(int(pid))
+        return out
+    time.sleep(1.5)  # the orphans (sleep 0.5) have exited by now
+    assert zombies() == [], zombies()
+    os.kill(inner, signal.SIGTERM)
+    assert b.proc.wait(20) == 0, b.tail()
+    assert "stopped" in b.log()
