@@ -213,16 +213,19 @@ def hung_worker_is_killed_by_heartbeat_timeout(td):
     b.wait_ready(3)
     time.sleep(0.5)
     ok, errors = load.finish()
-    assert not errors, (len(errors), errors[:5])
     after = b.ready_pids("web")
     assert victim not in after and len(after) == 2, (before, after)
     assert b.stop() == 0
     m = re.search(r"program totals program=web accepted=(\d+) handed=\d+ acked=(\d+) "
-                  r"redispatched=(\d+) dropped=(\d+)", b.log())
+                  r"redispatched=(\d+) dropped=(\d+) lost_with_worker=(\d+)", b.log())
     assert m, b.tail()
-    accepted, acked, redispatched, dropped = map(int, m.groups())
+    accepted, acked, redispatched, dropped, lost = map(int, m.groups())
     assert dropped == 0 and accepted == acked and redispatched >= 1, m.group(0)
-    print(f"    {ok} requests, 0 errors; hung worker {victim} killed, {redispatched} connections re-dispatched")
+    # SIGSTOP may land between a worker's ACK and its answer: those clients
+    # were the worker's and go with it (counted as lost); no other may fail.
+    assert len(errors) <= lost, (len(errors), lost, errors[:5])
+    print(f"    {ok} requests, {len(errors)} failed (<= {lost} acked by the hung worker); "
+          f"hung worker {victim} killed, {redispatched} connections re-dispatched")
 
 
 @test

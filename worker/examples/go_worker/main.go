@@ -42,6 +42,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -463,6 +464,11 @@ func fail(why string) {
 func main() {
 	log.SetFlags(0)
 	log.SetPrefix(fmt.Sprintf("goworker[%d]: ", os.Getpid()))
+	// stdout and stderr are usually pipes batond reads (§1). If batond dies
+	// they break, and Go would exit on SIGPIPE at the next log line; an
+	// orphan must live on to finish its connections (§5.6), so a failed
+	// write is ignored instead.
+	signal.Ignore(syscall.SIGPIPE)
 
 	// The channel: fd $BATON_FD, a SOCK_SEQPACKET socket (§1).
 	fd, err := strconv.Atoi(os.Getenv("BATON_FD"))
