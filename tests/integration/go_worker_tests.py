@@ -280,7 +280,9 @@ def go_worker_orphaned_by_batond_sigkill(td):
     exe = build(td)
     if not exe:
         return
-    b = Batond(td, web_config(command=exe, workers=2), wait_ready=2)
+    # stderr = inherit: the orphans' last words must reach a file that
+    # outlives batond (its pipes for captured output die with it)
+    b = Batond(td, web_config(command=exe, workers=2, program_extra="stderr = inherit"), wait_ready=2)
     orphans = list(b.ready_pids("web"))
     s = socket.create_connection(("127.0.0.1", b.port("v4")), timeout=10)
     try:
