@@ -479,10 +479,12 @@ def fault_fd_exhaustion_pauses_accept_without_spinning(td):
         load = Load(("127.0.0.1", port), threads=4, max_requests=10**6, max_seconds=120)
         b.wait_log(r'accept paused listener=v4 error="Too many open files" retry_ms=100', 20)
         time.sleep(0.3)
-        fds = len(open_fds(b.proc.pid))
         ok0, tries0 = load.ok, count(b, "accept paused")
         c0, t0 = cpu_seconds(b.proc.pid), time.monotonic()
-        time.sleep(3)
+        fds = 0  # the most batond held at once (acks free a few between retries)
+        for _ in range(30):
+            time.sleep(0.1)
+            fds = max(fds, len(open_fds(b.proc.pid)))
         c1, t1 = cpu_seconds(b.proc.pid), time.monotonic()
         retries = count(b, "accept paused") - tries0
         ratio = (c1 - c0) / (t1 - t0)
@@ -503,10 +505,10 @@ def fault_fd_exhaustion_pauses_accept_without_spinning(td):
     ok, errors = load.finish()
     assert http_get(("127.0.0.1", port))[0] == 200
     c = settled_counters(b, "web")
-    print(f"    RLIMIT_NOFILE {limit}: {fds} fds open at exhaustion, batond CPU {100 * ratio:.1f}% of wall"
+    print(f"    RLIMIT_NOFILE {limit}: up to {fds} fds open while exhausted, batond CPU {100 * ratio:.1f}% of wall"
           f" over {t1 - t0:.1f} s, {retries} accept retries (100 ms timer); {answered}/250 held connections"
           f" answered; load {ok} ok, {len(errors)} errors; accepted {c['accepted']} dropped {c['dropped']}")
-    assert fds >= limit - 2, fds  # really out of descriptors
+    assert fds >= limit - 1, fds  # really out of descriptors
     assert ratio < 0.3, ratio  # no busy loop
     assert 5 <= retries <= 60, retries  # the 100 ms timer, not a spin
     assert served_while_out == 0, served_while_out  # nothing was accepted meanwhile
