@@ -76,6 +76,8 @@ struct op {
 static struct {
 	int fd;
 	struct event *ev;
+	struct event *ev_retry; /* out of fds: accept again on a timer */
+	uint64_t accept_retries;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	dev_t dev;
 	ino_t ino;
@@ -1378,6 +1380,17 @@ static void refuse(int fd, const char *line)
 	close(fd);
 }
 
+#define CONTROL_RETRY_MS 100
+
+static void accept_again(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (ctl.ev)
+		event_add(ctl.ev, NULL);
+}
+
 static void on_accept(evutil_socket_t fd, short what, void *arg)
 {
 	(void)what;
@@ -1385,9 +1398,24 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 	for (int i = 0; i < 16; i++) {
 		int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (cfd < 0) {
-			if (errno != EAGAIN && errno != EINTR)
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				/* The client waits in the backlog; polling now would
+				 * spin.  Try again on a timer, as the listeners do. */
+				struct timeval tv = {0, CONTROL_RETRY_MS * 1000};
+				if (ctl.accept_retries++ == 0)
+					log_warn("control: accept: %s; retrying every %d ms",
+						 strerror(errno), CONTROL_RETRY_MS);
+				event_del(ctl.ev);
+				evtimer_add(ctl.ev_retry, &tv);
+			} else if (errno != EAGAIN && errno != EINTR) {
 				log_warn("control: accept: %s", strerror(errno));
+			}
 			return;
+		}
+		if (ctl.accept_retries) {
+			log_info("control: accepting again after %llu retries",
+				 (unsigned long long)ctl.accept_retries);
+			ctl.accept_retries = 0;
 		}
 		struct ucred cred;
 		socklen_t len = sizeof(cred);
@@ -1499,7 +1527,8 @@ int control_open(const struct cfg_baton *cfg, char *err, size_t errlen)
 		return -1;
 	}
 	ctl.ev = event_new(batond.base, fd, EV_READ | EV_PERSIST, on_accept, NULL);
-	if (!ctl.ev || event_add(ctl.ev, NULL) < 0)
+	ctl.ev_retry = evtimer_new(batond.base, accept_again, NULL);
+	if (!ctl.ev || !ctl.ev_retry || event_add(ctl.ev, NULL) < 0)
 		fatal("out of memory");
 	log_info("control socket path=%s mode=%04o%s%s", un.sun_path, cfg->control_mode,
 		 ctl.have_group ? " group=" : "", ctl.have_group ? cfg->control_group : "");
@@ -1557,6 +1586,9 @@ void control_close(void)
 	if (ctl.ev)
 		event_free(ctl.ev);
 	ctl.ev = NULL;
+	if (ctl.ev_retry)
+		event_free(ctl.ev_retry);
+	ctl.ev_retry = NULL;
 	if (ctl.fd >= 0) {
 		close(ctl.fd);
 		ctl.fd = -1;

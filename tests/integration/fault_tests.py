@@ -478,6 +478,10 @@ def fault_fd_exhaustion_pauses_accept_without_spinning(td):
         held = hold_requests(port, 250)
         load = Load(("127.0.0.1", port), threads=4, max_requests=10**6, max_seconds=120)
         b.wait_log(r'accept paused listener=v4 error="Too many open files" retry_ms=100', 20)
+        # an operator asks for metrics meanwhile: the control socket is out
+        # of fds too, and must wait on a timer as well, not spin
+        ctl_wait = subprocess.Popen([bin_path("batonctl"), "-s", b.control, "--timeout", "60", "metrics"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(0.3)
         ok0, tries0 = load.ok, count(b, "accept paused")
         c0, t0 = cpu_seconds(b.proc.pid), time.monotonic()
@@ -492,6 +496,10 @@ def fault_fd_exhaustion_pauses_accept_without_spinning(td):
     finally:
         for pid in stopped:
             kill_child(b, pid, signal.SIGCONT)
+    out, err = ctl_wait.communicate(timeout=90)  # answered once fds are free again
+    assert ctl_wait.returncode == 0 and "baton_connections_accepted_total" in out, (ctl_wait.returncode, err)
+    assert "control: accept: Too many open files; retrying every 100 ms" in b.log(), b.tail()
+    assert b.log().count("control: accept: Too many open files") == 1  # once, not a line per try
     answered = 0
     for s in held:
         s.settimeout(30)
