@@ -496,10 +496,13 @@ def fault_fd_exhaustion_pauses_accept_without_spinning(td):
     finally:
         for pid in stopped:
             kill_child(b, pid, signal.SIGCONT)
-    out, err = ctl_wait.communicate(timeout=90)  # answered once fds are free again
+    out, err = ctl_wait.communicate(timeout=90)  # answered, at the latest once fds are free again
     assert ctl_wait.returncode == 0 and "baton_connections_accepted_total" in out, (ctl_wait.returncode, err)
-    assert "control: accept: Too many open files; retrying every 100 ms" in b.log(), b.tail()
-    assert b.log().count("control: accept: Too many open files") == 1  # once, not a line per try
+    # Whether its accept found batond out of fds depends on timing (acks free
+    # a few now and then); when it did, it waited on the timer: one log line,
+    # and the CPU bound below holds.
+    ctl_emfile = b.log().count("control: accept: Too many open files; retrying every 100 ms")
+    assert ctl_emfile <= 1 and b.log().count("control: accept:") == ctl_emfile, b.tail()
     answered = 0
     for s in held:
         s.settimeout(30)
@@ -515,7 +518,8 @@ def fault_fd_exhaustion_pauses_accept_without_spinning(td):
     c = settled_counters(b, "web")
     print(f"    RLIMIT_NOFILE {limit}: up to {fds} fds open while exhausted, batond CPU {100 * ratio:.1f}% of wall"
           f" over {t1 - t0:.1f} s, {retries} accept retries (100 ms timer); {answered}/250 held connections"
-          f" answered; load {ok} ok, {len(errors)} errors; accepted {c['accepted']} dropped {c['dropped']}")
+          f" answered; load {ok} ok, {len(errors)} errors; accepted {c['accepted']} dropped {c['dropped']};"
+          f" control socket {'out of fds too, retried on the timer' if ctl_emfile else 'accepted at once'}")
     assert fds >= limit - 1, fds  # really out of descriptors
     assert ratio < 0.3, ratio  # no busy loop
     assert 5 <= retries <= 60, retries  # the 100 ms timer, not a spin

@@ -292,6 +292,9 @@ def go_worker_orphaned_by_batond_sigkill(td):
         b.proc.wait(10)
         idle = (set(orphans) - {busy}).pop()
         wait_until(lambda: not pid_alive(idle), 10, "the idle orphan to exit")
+        # each orphan reads its own channel: wait until the busy one saw EOF too
+        wait_until(lambda: f"goworker[{busy}]: channel closed: batond is gone" in b.log(), 10,
+                   "the busy orphan to notice batond is gone")
         assert pid_alive(busy)
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         status, headers, body = read_response(s)
