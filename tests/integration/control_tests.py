@@ -844,8 +844,10 @@ def ctl_restart_when_old_worker_dies_meanwhile(td):
     """restart, the new worker fails to start, and the old one was killed
     meanwhile: the slot must not be left without a worker."""
     flag, release = os.path.join(td.path, "broken"), os.path.join(td.path, "release")
+    waiting = os.path.join(td.path, "waiting")
     script = td.file("web.sh", f"""#!/bin/sh
 if [ -e {flag} ]; then
+    touch {waiting}
     i=0
     while [ ! -e {release} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done
     exit 1
@@ -863,6 +865,7 @@ exec {bin_path('baton-http')}
         new = int(lines[-1].split()[3])
         os.kill(old, signal.SIGKILL)  # a worker of ours: the old one crashes
         b.wait_log(r"worker exited program=web slot=0 pid=%d " % old, 10)
+        wait_until(lambda: os.path.exists(waiting), 10, "the new worker to take the broken path")
         os.unlink(flag)
         with open(release, "w"):
             pass  # now the new one fails to start
