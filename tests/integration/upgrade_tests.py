@@ -325,14 +325,16 @@ drain_timeout = 60s
     assert http_get(("127.0.0.1", web_port))[2] == b"reloaded"
 
     # an invalid file changes nothing and names file:line
-    pids = sorted(w["pid"] for w in program(status(b), "web")["workers"])
+    def running():  # a worker drained by the last upgrade may still be leaving
+        return sorted(w["pid"] for w in program(status(b), "web")["workers"] if w["state"] == "RUNNING")
+    pids = running()
     open(b.config, "w").write(new + "bogus_key = 1\n")
     code, out, err = ctl(b, "reload")
     assert code == 1, (code, out, err)
     line = len(new.splitlines()) + 1
     assert f"{b.config}:{line}: unknown key 'bogus_key' in [program:web]" in out, out
     assert "nothing changed" in err, err
-    assert sorted(w["pid"] for w in program(status(b), "web")["workers"]) == pids
+    assert running() == pids
     # a listener that cannot bind aborts the reload untouched
     blocker = socket.socket()
     blocker.bind(("127.0.0.1", 0))
@@ -350,7 +352,7 @@ program = web
     open(b.config, "w").write(new.replace("workers = 3", "workers = 2"))
     b.signal(signal.SIGHUP)
     b.wait_log(r"control: scale web done", 15)
-    assert len(program(status(b), "web")["workers"]) == 2
+    assert len(running()) == 2
     print(f"    reload under load: {ok} requests, 0 errors")
     assert b.stop() == 0
     assert not os.path.exists(sock)
