@@ -256,3 +256,26 @@ uint64_t now_us(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
+
+int util_expand_here(const char *here, const char *in, char *out, size_t size)
+{
+	static const char tok[] = "%(here)s";
+	size_t o = 0;
+	while (*in) {
+		const char *src = in;
+		size_t n = 1;
+		if (strncmp(in, tok, sizeof(tok) - 1) == 0) {
+			src = here;
+			n = strlen(here);
+			in += sizeof(tok) - 1;
+		} else {
+			in++;
+		}
+		if (o + n >= size)
+			return -1;
+		memcpy(out + o, src, n);
+		o += n;
+	}
+	out[o] = '\0';
+	return 0;
+}

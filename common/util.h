@@ -38,6 +38,10 @@ int addr_parse(const char *s, struct addr *a, char *err, size_t errlen);
 void addr_format(const struct sockaddr *sa, socklen_t len, char *buf,
 		 size_t size);
 
+/* Copy in to out (size bytes) with every "%(here)s" replaced by here, the
+ * config file's directory; 0, or -1 if it does not fit. */
+int util_expand_here(const char *here, const char *in, char *out, size_t size);
+
 int fd_set_nonblock(int fd);
 int fd_set_cloexec(int fd);
 

@@ -97,30 +97,6 @@ struct ini_control {
 	int too_long;
 };
 
-/* Replace every %(here)s with the config file's directory, as batond does. */
-static int expand_here(const char *here, const char *in, char *out, size_t size)
-{
-	static const char tok[] = "%(here)s";
-	size_t o = 0;
-	while (*in) {
-		const char *src = in;
-		size_t n = 1;
-		if (strncmp(in, tok, sizeof(tok) - 1) == 0) {
-			src = here;
-			n = strlen(here);
-			in += sizeof(tok) - 1;
-		} else {
-			in++;
-		}
-		if (o + n >= size)
-			return -1;
-		memcpy(out + o, src, n);
-		o += n;
-	}
-	out[o] = '\0';
-	return 0;
-}
-
 static int control_key(void *user, const char *section, const char *name,
 		       const char *value)
 {
@@ -128,7 +104,7 @@ static int control_key(void *user, const char *section, const char *name,
 	if (strcmp(section, "baton") != 0 || strcmp(name, "control") != 0)
 		return 1;
 	ic->found = 1;
-	ic->too_long = expand_here(ic->here, value, ic->path, sizeof(ic->path)) != 0;
+	ic->too_long = util_expand_here(ic->here, value, ic->path, sizeof(ic->path)) != 0;
 	return 1;
 }
 

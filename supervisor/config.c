@@ -333,30 +333,6 @@ fail:
 	return NULL;
 }
 
-/* Replace every %(here)s with the config file's directory. */
-static int expand_here(const char *here, const char *in, char *out, size_t size)
-{
-	static const char tok[] = "%(here)s";
-	size_t o = 0;
-	while (*in) {
-		const char *src = in;
-		size_t n = 1;
-		if (strncmp(in, tok, sizeof(tok) - 1) == 0) {
-			src = here;
-			n = strlen(here);
-			in += sizeof(tok) - 1;
-		} else {
-			in++;
-		}
-		if (o + n >= size)
-			return -1;
-		memcpy(out + o, src, n);
-		o += n;
-	}
-	out[o] = '\0';
-	return 0;
-}
-
 static void *sec_base(struct parse *p, enum ksec sec)
 {
 	switch (sec) {
@@ -428,7 +404,7 @@ static int set_value(struct parse *p, const struct key *k, void *base,
 	case T_CMD:
 	case T_ENV:
 	case T_ADDR:
-		if (expand_here(p->here, value, buf, sizeof(buf)) ||
+		if (util_expand_here(p->here, value, buf, sizeof(buf)) ||
 		    strlen(buf) >= k->size) {
 			snprintf(msg, msglen, "value too long (at most %zu bytes)", k->size - 1);
 			return -1;

@@ -1277,8 +1277,10 @@ static void run_request(struct client *c, struct ctl_request *req)
 		log_info("control: shutdown uid=%d pid=%d", (int)c->uid, (int)c->pid);
 		finish(c, CTL_OK, "shutting down: draining workers");
 		batond_shutdown("control");
-	} else
-		finish(c, CTL_FAILED, "'%s' is not implemented", cmd->name);
+	} else { /* a command in ctl_commands without a case here: a bug */
+		log_error("control: no handler for command '%s'", cmd->name);
+		finish(c, CTL_FAILED, "internal error: batond has no handler for '%s'", cmd->name);
+	}
 }
 
 /* ---- connections ---- */

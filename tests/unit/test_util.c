@@ -760,6 +760,25 @@ static int log_journal_child(const void *arg)
 }
 
 /* Under systemd ($JOURNAL_STREAM names our stderr): "<N>level: msg". */
+/* %(here)s expansion, shared by batond's config loader and batonctl. */
+static void test_expand_here(void **state)
+{
+	char out[32];
+	(void)state;
+	assert_int_equal(util_expand_here("/etc/b", "%(here)s/x.sock", out, sizeof(out)), 0);
+	assert_string_equal(out, "/etc/b/x.sock");
+	assert_int_equal(util_expand_here("/d", "a%(here)sb%(here)s", out, sizeof(out)), 0);
+	assert_string_equal(out, "a/db/d");
+	assert_int_equal(util_expand_here("/d", "%(here)", out, sizeof(out)), 0);
+	assert_string_equal(out, "%(here)"); /* not the whole token: kept */
+	assert_int_equal(util_expand_here("/d", "", out, sizeof(out)), 0);
+	assert_string_equal(out, "");
+	/* exactly full (31 bytes + NUL) fits; one more does not */
+	assert_int_equal(util_expand_here("/0123456789012345678901234567", "%(here)s/a", out, sizeof(out)), 0);
+	assert_int_equal(strlen(out), 31);
+	assert_int_equal(util_expand_here("/0123456789012345678901234567", "%(here)s/ab", out, sizeof(out)), -1);
+}
+
 static void test_log_journal(void **state)
 {
 	(void)state;
@@ -975,6 +994,7 @@ int main(void)
 		cmocka_unit_test(test_log_levels),
 		cmocka_unit_test(test_log_lines),
 		cmocka_unit_test(test_log_journal),
+		cmocka_unit_test(test_expand_here),
 		cmocka_unit_test(test_log_file_reopen),
 		cmocka_unit_test(test_log_long_message),
 		cmocka_unit_test(test_log_fatal),
