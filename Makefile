@@ -193,7 +193,7 @@ FUZZ_O := build/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS := -std=gnu11 -Wall -Wextra -g -O1 $(FUZZ_SAN) -D_GNU_SOURCE -Icommon -Iworker -Isupervisor \
 	$(shell pkg-config --cflags inih 2>/dev/null)
-FUZZ_LIB_SRC := $(COMMON_SRC) supervisor/config.c
+FUZZ_LIB_SRC := $(COMMON_SRC) $(wildcard supervisor/config*.c)
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_O)/fuzz_%)
 REPLAY_O := build/fuzz-replay
 REPLAY_BINS := $(FUZZ_TARGETS:%=$(REPLAY_O)/fuzz_%)

@@ -22,7 +22,6 @@
 #include "version.h"
 
 /* As config.c's default for [baton] control. */
-#define DEFAULT_SOCKET "/run/baton/batond.sock"
 #define TIMEOUT_MAX (30LL * 86400)
 
 static const char *prog = "batonctl";
@@ -44,7 +43,7 @@ static void usage(FILE *f)
 		"if it exists, else %s.\n"
 		"\n"
 		"Commands:\n",
-		prog, prog, BATON_DEFAULT_CONFIG, DEFAULT_SOCKET);
+		prog, prog, BATON_DEFAULT_CONFIG, BATON_DEFAULT_CONTROL);
 	for (const struct ctl_command *c = ctl_commands; c->name; c++) {
 		char line[256];
 		ctl_help_line(c, line, sizeof(line));
@@ -140,7 +139,7 @@ static void socket_from_config(const char *path, char *out, size_t size)
 		die(CTL_USAGE, "cannot read %s: %s", path,
 		    rerr ? strerror(rerr) : "out of memory");
 	if (!ic.found) {
-		snprintf(out, size, "%s", DEFAULT_SOCKET);
+		snprintf(out, size, "%s", BATON_DEFAULT_CONTROL);
 		return;
 	}
 	if (ic.too_long || strlen(ic.path) >= size)
@@ -164,7 +163,7 @@ static void choose_socket(const char *sock, const char *config, char *out,
 	else if (access(BATON_DEFAULT_CONFIG, R_OK) == 0)
 		socket_from_config(BATON_DEFAULT_CONFIG, out, size);
 	else
-		snprintf(out, size, "%s", DEFAULT_SOCKET);
+		snprintf(out, size, "%s", BATON_DEFAULT_CONTROL);
 }
 
 static int connect_batond(const char *path)

@@ -12,118 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum ksec { S_BATON, S_LISTENER, S_PROGRAM, S_NONE };
-enum ktype {
-	T_STR,
-	T_NAME,
-	T_INT,
-	T_BOOL,
-	T_DUR,
-	T_MODE,
-	T_SIG,
-	T_RESTART,
-	T_LEVEL,
-	T_ADDR,
-	T_CMD,
-	T_ENV,
-};
-
-struct key {
-	enum ksec sec;
-	const char *name;
-	enum ktype type;
-	size_t off, size;
-	long long min, max; /* T_INT: value; T_DUR: milliseconds */
-	const char *def;    /* NULL: required */
-	const char *help;
-};
-
-#define F(type, field) offsetof(type, field), sizeof(((type *)0)->field)
-#define B(n, t, f, lo, hi, d, h) {S_BATON, n, t, F(struct cfg_baton, f), lo, hi, d, h}
-#define L(n, t, f, lo, hi, d, h) {S_LISTENER, n, t, F(struct cfg_listener, f), lo, hi, d, h}
-#define P(n, t, f, lo, hi, d, h) {S_PROGRAM, n, t, F(struct cfg_program, f), lo, hi, d, h}
-#define HOUR 3600000LL
-#define DAY (24 * HOUR)
-
-static const struct key keys[] = {
-	B("control", T_STR, control, 0, 0, "/run/baton/batond.sock",
-	  "Absolute path of the control socket `batonctl` talks to (at most 107 bytes)."),
-	B("control_mode", T_MODE, control_mode, 0, 0, "0600",
-	  "File mode of the control socket. Root and batond's own user are always allowed."),
-	B("control_group", T_STR, control_group, 0, 0, "",
-	  "Group whose members may use read-only commands (`status`, `metrics`, `version`, `pid`, `help`); give the socket a mode that lets them connect, e.g. 0660."),
-	B("control_group_write", T_BOOL, control_group_write, 0, 0, "no",
-	  "Also allow `control_group` members every other command (start, stop, scale...)."),
-	B("log_level", T_LEVEL, log_level, 0, 0, "info",
-	  "debug, info, warn or error."),
-	B("log_file", T_STR, log_file, 0, 0, "",
-	  "Write batond's log to this file (appending; reopened on SIGUSR1, for logrotate) instead of stderr; empty: stderr."),
-	B("http", T_ADDR, http, 0, 0, "",
-	  "Optional HTTP endpoint for probes and Prometheus, e.g. `tcp:127.0.0.1:9180`: `/metrics`, `/healthz`, `/readyz` (TCP only; empty: off)."),
-
-	L("address", T_ADDR, address, 0, 0, NULL,
-	  "`tcp:HOST:PORT`, `tcp:[V6]:PORT`, `[V6]:PORT` or `unix:/abs/path`; port 0 picks a free port. `systemd:NAME` (or `systemd`: the listener's own name) adopts the socket systemd passed with that FileDescriptorName= (socket activation)."),
-	L("program", T_NAME, program, 0, 0, NULL,
-	  "The `[program:NAME]` that serves this listener's connections."),
-	L("backlog", T_INT, backlog, 1, 65535, "511",
-	  "listen(2) backlog: clients the kernel holds while no worker has credit."),
-	L("mode", T_MODE, mode, 0, 0, "0666", "Unix only: file mode of the socket."),
-	L("owner", T_STR, owner, 0, 0, "",
-	  "Unix only: `user[:group]` to own the socket file."),
-	L("tcp_nodelay", T_BOOL, tcp_nodelay, 0, 0, "yes",
-	  "TCP only: TCP_NODELAY on accepted connections."),
-	L("tcp_keepalive", T_BOOL, tcp_keepalive, 0, 0, "no",
-	  "TCP only: SO_KEEPALIVE on accepted connections."),
-	L("tcp_keepidle", T_DUR, tcp_keepidle, 0, 32767000, "0",
-	  "TCP only: idle time before keepalive probes (0: system default)."),
-	L("tcp_keepintvl", T_DUR, tcp_keepintvl, 0, 32767000, "0",
-	  "TCP only: interval between keepalive probes (0: system default)."),
-	L("tcp_keepcnt", T_INT, tcp_keepcnt, 0, 127, "0",
-	  "TCP only: probes before the connection is dropped (0: system default)."),
-	L("tcp_user_timeout", T_DUR, tcp_user_timeout, 0, HOUR, "0",
-	  "TCP only: TCP_USER_TIMEOUT (0: system default)."),
-
-	P("command", T_CMD, command, 0, 0, NULL,
-	  "Program and arguments, split on spaces with '...' and \"...\" quoting (no shell)."),
-	P("workers", T_INT, workers, 0, 1024, "1", "Number of worker processes."),
-	P("directory", T_STR, directory, 0, 0, "",
-	  "Working directory of the workers (default: batond's)."),
-	P("environment", T_ENV, environment, 0, 0, "",
-	  "Extra environment: `KEY=VALUE,KEY2=\"a,b\"`."),
-	P("user", T_STR, user, 0, 0, "",
-	  "Run workers as this user (batond must run as root)."),
-	P("ready_timeout", T_DUR, ready_timeout, 1, HOUR, "10s",
-	  "A new worker must report ready within this time."),
-	P("drain_timeout", T_DUR, drain_timeout, 0, DAY, "30s",
-	  "A draining worker may finish its connections for this long before it is stopped."),
-	P("stop_timeout", T_DUR, stop_timeout, 0, HOUR, "10s",
-	  "After the stop signal, wait this long before SIGKILL."),
-	P("queue_timeout", T_DUR, queue_timeout, 1, HOUR, "5s",
-	  "A connection no worker can take within this time is closed (and counted)."),
-	P("heartbeat_timeout", T_DUR, heartbeat_timeout, 0, HOUR, "10s",
-	  "A RUNNING worker silent this long on its channel is hung: killed, replaced, its unacked connections handed to others (batond sends STATUS after half of it; 0: off)."),
-	P("stdout", T_STR, stdout_to, 0, 0, "log",
-	  "Where the workers' stdout goes: `log` (each line into batond's log, prefixed `web:0 stdout:`), `inherit` (batond's own stdout) or an absolute file path (lines appended with a timestamp; reopened on SIGUSR1). Over 1000 lines a second are dropped and counted."),
-	P("stderr", T_STR, stderr_to, 0, 0, "log",
-	  "The same for the workers' stderr."),
-	P("stop_signal", T_SIG, stop_signal, 0, 0, "TERM",
-	  "Signal that stops a worker: TERM, INT, QUIT, HUP, USR1, USR2 or KILL."),
-	P("restart", T_RESTART, restart, 0, 0, "always",
-	  "Restart an exited worker: always, on-failure or never."),
-	P("backoff", T_DUR, backoff, 1, HOUR, "500ms",
-	  "Delay before restarting a worker that failed to start; doubles each time."),
-	P("backoff_max", T_DUR, backoff_max, 1, DAY, "30s", "Upper bound of the backoff."),
-	P("start_retries", T_INT, start_retries, 0, 1000, "5",
-	  "Failed starts in a row before the worker slot goes FATAL."),
-	P("start_window", T_DUR, start_window, 0, HOUR, "1s",
-	  "A worker that exits sooner than this after starting counts as a failed start."),
-	P("capacity", T_INT, capacity, 1, 1000000, "1024",
-	  "Most connections one worker holds at once (its credit)."),
-	P("upgrade_batch", T_INT, upgrade_batch, 1, 1024, "1",
-	  "Workers replaced at a time by a rolling upgrade."),
-};
-#define NKEYS (sizeof(keys) / sizeof(keys[0]))
-_Static_assert(NKEYS <= 64, "the per-section 'set' masks hold 64 keys");
+#include "config_keys.h"
 
 struct parse {
 	struct config *cfg;
@@ -169,168 +58,6 @@ static void add_err(struct parse *p, int line, const char *fmt, ...)
 		p->err[p->errused++] = '\n';
 		p->err[p->errused] = '\0';
 	}
-}
-
-static const struct {
-	const char *name;
-	int sig;
-} signals[] = {{"TERM", SIGTERM}, {"INT", SIGINT},   {"QUIT", SIGQUIT},
-	       {"HUP", SIGHUP},   {"USR1", SIGUSR1}, {"USR2", SIGUSR2},
-	       {"KILL", SIGKILL}};
-
-int config_parse_signal(const char *s)
-{
-	if (strncmp(s, "SIG", 3) == 0)
-		s += 3;
-	for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++)
-		if (strcmp(s, signals[i].name) == 0)
-			return signals[i].sig;
-	long long v;
-	if (util_parse_int(s, 1, 64, &v) == 0)
-		for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++)
-			if (signals[i].sig == v)
-				return (int)v;
-	return -1;
-}
-
-const char *config_signal_name(int sig)
-{
-	for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++)
-		if (signals[i].sig == sig)
-			return signals[i].name;
-	return "?";
-}
-
-void config_free_strv(char **v)
-{
-	if (!v)
-		return;
-	for (char **p = v; *p; p++)
-		free(*p);
-	free(v);
-}
-
-static int strv_push(char ***v, int *n, const char *s, size_t len)
-{
-	char **nv = realloc(*v, sizeof(char *) * (*n + 2));
-	if (!nv)
-		return -1;
-	*v = nv;
-	if (!(nv[*n] = strndup(s, len)))
-		return -1;
-	nv[++*n] = NULL;
-	return 0;
-}
-
-char **config_split_command(const char *s, char *err, size_t errlen)
-{
-	char **v = NULL, *word = malloc(strlen(s) + 1);
-	int n = 0;
-
-	if (!word)
-		goto nomem;
-	while (*s) {
-		while (*s == ' ' || *s == '\t')
-			s++;
-		if (!*s)
-			break;
-		size_t len = 0;
-		char quote = 0;
-		for (; *s && (quote || (*s != ' ' && *s != '\t')); s++) {
-			if (quote && *s == quote)
-				quote = 0;
-			else if (!quote && (*s == '\'' || *s == '"'))
-				quote = *s;
-			else if (*s == '\\' && quote != '\'' && s[1])
-				word[len++] = *++s;
-			else
-				word[len++] = *s;
-		}
-		if (quote) {
-			snprintf(err, errlen, "unterminated %c quote in command", quote);
-			goto fail;
-		}
-		if (strv_push(&v, &n, word, len))
-			goto nomem;
-	}
-	if (n == 0) {
-		snprintf(err, errlen, "command is empty");
-		goto fail;
-	}
-	free(word);
-	return v;
-nomem:
-	snprintf(err, errlen, "out of memory");
-fail:
-	free(word);
-	config_free_strv(v);
-	return NULL;
-}
-
-char **config_split_env(const char *s, char *err, size_t errlen)
-{
-	char **v = calloc(1, sizeof(char *));
-	char *item = malloc(strlen(s) + 1);
-	int n = 0;
-
-	if (!v || !item)
-		goto nomem;
-	while (*s) {
-		while (*s == ' ' || *s == '\t')
-			s++;
-		size_t len = 0, eq = 0;
-		const char *k = s;
-		while ((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
-		       *s == '_' || (s > k && *s >= '0' && *s <= '9'))
-			item[len++] = *s++;
-		if (len == 0 || *s != '=') {
-			snprintf(err, errlen,
-				 "environment: want KEY=VALUE[,KEY=VALUE...] with KEY of letters, digits and _, at '%.20s'",
-				 k);
-			goto fail;
-		}
-		eq = len;
-		/* item is not NUL terminated yet: compare the key's bytes only. */
-		if (eq >= 6 && memcmp(item, "BATON_", 6) == 0) {
-			snprintf(err, errlen, "environment: %.*s is set by batond and cannot be overridden",
-				 (int)eq, item);
-			goto fail;
-		}
-		item[len++] = *s++;
-		if (*s == '"') {
-			for (s++; *s && *s != '"'; s++)
-				item[len++] = (*s == '\\' && s[1]) ? *++s : *s;
-			if (*s != '"') {
-				snprintf(err, errlen, "environment: unterminated \" in %.*s",
-					 (int)eq, item);
-				goto fail;
-			}
-			s++;
-		} else {
-			while (*s && *s != ',')
-				item[len++] = *s++;
-			while (len > eq + 1 && (item[len - 1] == ' ' || item[len - 1] == '\t'))
-				len--;
-		}
-		while (*s == ' ' || *s == '\t')
-			s++;
-		if (*s && *s != ',') {
-			snprintf(err, errlen, "environment: expected ',' after %.*s", (int)eq, item);
-			goto fail;
-		}
-		if (*s == ',')
-			s++;
-		if (strv_push(&v, &n, item, len))
-			goto nomem;
-	}
-	free(item);
-	return v;
-nomem:
-	snprintf(err, errlen, "out of memory");
-fail:
-	free(item);
-	config_free_strv(v);
-	return NULL;
 }
 
 static void *sec_base(struct parse *p, enum ksec sec)
@@ -388,7 +115,7 @@ static int valid_name(const char *s)
 }
 
 /* Parse value for key into the section struct; 0, or -1 with msg. */
-static int set_value(struct parse *p, const struct key *k, void *base,
+static int set_value(struct parse *p, const struct config_key *k, void *base,
 		     const char *value, char *msg, size_t msglen)
 {
 	char *dst = (char *)base + k->off;
@@ -532,10 +259,10 @@ static int set_value(struct parse *p, const struct key *k, void *base,
 static void apply_defaults(struct parse *p, enum ksec sec, void *base)
 {
 	char msg[256];
-	for (size_t i = 0; i < NKEYS; i++)
-		if (keys[i].sec == sec && keys[i].def &&
-		    set_value(p, &keys[i], base, keys[i].def, msg, sizeof(msg)))
-			fatal("config table: bad default for %s: %s", keys[i].name, msg);
+	for (size_t i = 0; i < config_nkeys; i++)
+		if (config_keys[i].sec == sec && config_keys[i].def &&
+		    set_value(p, &config_keys[i], base, config_keys[i].def, msg, sizeof(msg)))
+			fatal("config table: bad default for %s: %s", config_keys[i].name, msg);
 }
 
 static void *grow(void *arr, int n, size_t elem)
@@ -715,8 +442,8 @@ static int handler(void *user, const char *section, const char *name,
 	}
 	if (p->sec == S_NONE)
 		return 1; /* the section itself was reported */
-	for (size_t i = 0; i < NKEYS; i++) {
-		const struct key *k = &keys[i];
+	for (size_t i = 0; i < config_nkeys; i++) {
+		const struct config_key *k = &config_keys[i];
 		if (k->sec != p->sec || strcmp(k->name, name) != 0)
 			continue;
 		uint64_t *set = sec_set(p);
@@ -757,8 +484,8 @@ static int handler(void *user, const char *section, const char *name,
 
 static int key_set(uint64_t set, const char *name, enum ksec sec)
 {
-	for (size_t i = 0; i < NKEYS; i++)
-		if (keys[i].sec == sec && strcmp(keys[i].name, name) == 0)
+	for (size_t i = 0; i < config_nkeys; i++)
+		if (config_keys[i].sec == sec && strcmp(config_keys[i].name, name) == 0)
 			return (set >> i) & 1;
 	return 0;
 }
@@ -766,9 +493,9 @@ static int key_set(uint64_t set, const char *name, enum ksec sec)
 static void check_required(struct parse *p, enum ksec sec, uint64_t set,
 			   int line, const char *what, const char *name)
 {
-	for (size_t i = 0; i < NKEYS; i++)
-		if (keys[i].sec == sec && !keys[i].def && !((set >> i) & 1))
-			add_err(p, line, "[%s:%s] needs '%s'", what, name, keys[i].name);
+	for (size_t i = 0; i < config_nkeys; i++)
+		if (config_keys[i].sec == sec && !config_keys[i].def && !((set >> i) & 1))
+			add_err(p, line, "[%s:%s] needs '%s'", what, name, config_keys[i].name);
 }
 
 static int lookup_owner(const char *spec, char *msg, size_t msglen)
@@ -919,98 +646,4 @@ struct cfg_program *config_program(struct config *cfg, const char *name)
 		if (strcmp(cfg->programs[i].name, name) == 0)
 			return &cfg->programs[i];
 	return NULL;
-}
-
-static const char *type_name(enum ktype t)
-{
-	static const char *const names[] = {
-		[T_STR] = "string",       [T_NAME] = "name",
-		[T_INT] = "integer",      [T_BOOL] = "boolean",
-		[T_DUR] = "duration",     [T_MODE] = "octal mode",
-		[T_SIG] = "signal",       [T_RESTART] = "policy",
-		[T_LEVEL] = "level",      [T_ADDR] = "address",
-		[T_CMD] = "command",      [T_ENV] = "environment",
-	};
-	return names[t];
-}
-
-void config_reference(FILE *out)
-{
-	static const char *const secs[] = {"[baton]", "[listener:NAME]",
-					   "[program:NAME]"};
-	fprintf(out, "| section | key | type | default | range | meaning |\n");
-	fprintf(out, "|---|---|---|---|---|---|\n");
-	for (size_t i = 0; i < NKEYS; i++) {
-		const struct key *k = &keys[i];
-		char range[64] = "";
-		if (k->type == T_INT)
-			snprintf(range, sizeof(range), "%lld–%lld", k->min, k->max);
-		else if (k->type == T_DUR) {
-			char lo[32], hi[32];
-			util_format_duration(k->min, lo, sizeof(lo));
-			util_format_duration(k->max, hi, sizeof(hi));
-			snprintf(range, sizeof(range), "%s–%s", lo, hi);
-		}
-		fprintf(out, "| `%s` | `%s` | %s | %s | %s | %s |\n", secs[k->sec],
-			k->name, type_name(k->type),
-			!k->def ? "**required**" : k->def[0] ? k->def : "(empty)",
-			range, k->help);
-	}
-}
-
-/* Text for roff: `code` in bold, backslashes and en dashes escaped. */
-static void man_text(FILE *out, const char *s)
-{
-	int bold = 0;
-	for (; *s; s++) {
-		if (*s == '`') {
-			fputs(bold ? "\\fR" : "\\fB", out);
-			bold = !bold;
-		} else if (*s == '\\') {
-			fputs("\\e", out);
-		} else if (*s == '-') {
-			fputs("\\-", out);
-		} else if ((unsigned char)s[0] == 0xe2 && (unsigned char)s[1] == 0x80 &&
-			   (unsigned char)s[2] == 0x93) {
-			fputs("\\(en", out); /* the en dash of ranges */
-			s += 2;
-		} else {
-			fputc(*s, out);
-		}
-	}
-	if (bold)
-		fputs("\\fR", out);
-}
-
-void config_reference_man(FILE *out)
-{
-	static const char *const secs[] = {"[baton]", "[listener:NAME]", "[program:NAME]"};
-	int sec = -1;
-	for (size_t i = 0; i < NKEYS; i++) {
-		const struct key *k = &keys[i];
-		if ((int)k->sec != sec) {
-			sec = (int)k->sec;
-			fprintf(out, ".SS %s\n", secs[sec]);
-		}
-		fprintf(out, ".TP\n.BR %s \" (%s, ", k->name, type_name(k->type));
-		if (!k->def)
-			fputs("required", out);
-		else if (!k->def[0])
-			fputs("default empty", out);
-		else {
-			fputs("default ", out);
-			man_text(out, k->def);
-		}
-		if (k->type == T_INT)
-			fprintf(out, ", %lld to %lld", k->min, k->max);
-		else if (k->type == T_DUR) {
-			char lo[32], hi[32];
-			util_format_duration(k->min, lo, sizeof(lo));
-			util_format_duration(k->max, hi, sizeof(hi));
-			fprintf(out, ", %s to %s", lo, hi);
-		}
-		fputs(")\"\n", out);
-		man_text(out, k->help);
-		fputc('\n', out);
-	}
 }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "config_value.h"
 #include "log.h"
 #include "util.h"
 
@@ -99,18 +100,5 @@ void config_free(struct config *cfg);
 
 struct cfg_program *config_program(struct config *cfg, const char *name);
 
-/* Print the key reference as a Markdown table (README, `--config-reference`). */
-void config_reference(FILE *out);
-/* The same as man(7) text for baton.ini(5): one .SS per section, a .TP per key. */
-void config_reference_man(FILE *out);
-
-/* Split a command line: words, '...' and "..." quoting, \ escapes. */
-char **config_split_command(const char *s, char *err, size_t errlen);
-/* Parse "K=V,K2=\"v,2\"" into a NULL-terminated KEY=VALUE array. */
-char **config_split_env(const char *s, char *err, size_t errlen);
-void config_free_strv(char **v);
-/* "TERM", "SIGTERM", "15" -> signal number; -1 if unknown. */
-int config_parse_signal(const char *s);
-const char *config_signal_name(int sig);
 
 #endif

@@ -13,6 +13,8 @@
 #include "pool.h"
 #include "util.h"
 
+#define ACCEPT_BATCH 64
+
 /* Recycled conns, so the accept path does not call malloc in steady state. */
 #define SPARE_MAX 256
 static struct conn_list spare = TAILQ_HEAD_INITIALIZER(spare);
@@ -76,6 +78,38 @@ struct worker *dispatch_pick(struct program *p)
 int dispatch_can_take(struct program *p)
 {
 	return TAILQ_EMPTY(&p->queue) && dispatch_pick(p) != NULL;
+}
+
+/* A listener is readable: accept while its program can take connections,
+ * at most ACCEPT_BATCH a wakeup, then hand them on. */
+void dispatch_accept(struct listener *l)
+{
+	struct program *p = l->prog;
+	char peer[PROTO_PEER_MAX];
+
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		if (!dispatch_can_take(p))
+			break;
+		int fd = listener_accept(l, peer, sizeof(peer));
+		if (fd < 0)
+			break;
+		struct conn *c = dispatch_conn_new(fd, l->cfg.name, peer);
+		if (!c) {
+			log_error("out of memory, closing new connection listener=%s", l->cfg.name);
+			close(fd);
+			p->dropped++;
+			continue;
+		}
+		l->accepted++;
+		dispatch_conn(p, c);
+	}
+	dispatch_kick(p);
+}
+
+/* A listener that ran out of fds may accept again if there is credit. */
+void dispatch_resume(struct listener *l)
+{
+	dispatch_kick(l->prog);
 }
 
 static void assign(struct worker *w, struct conn *c)
@@ -193,6 +227,79 @@ void dispatch_flush(struct worker *w)
 		w->handed += n;
 		w->prog->handed += n;
 	}
+}
+
+static void handle_msg(struct worker *w, const struct proto_msg *m)
+{
+	struct program *p = w->prog;
+	switch (m->type) {
+	case PROTO_READY:
+		pool_worker_ready(w, m->u.ready.capacity);
+		break;
+	case PROTO_ACK:
+		if (dispatch_ack(w, m->u.ids.ids, m->u.ids.count) < 0)
+			pool_fail_worker(w, "ACK of a connection it was not sent");
+		break;
+	case PROTO_DONE:
+		if (dispatch_done(w, m->u.ids.count) < 0) {
+			pool_fail_worker(w, "DONE for more connections than it holds");
+			break;
+		}
+		if (w->state == WS_RUNNING)
+			dispatch_kick(p);
+		break;
+	case PROTO_HEARTBEAT:
+		log_debug("heartbeat program=%s slot=%d pid=%d active=%u reported=%u",
+			  p->cfg.name, w->slot, (int)w->pid, w->active,
+			  m->u.heartbeat.active);
+		break;
+	}
+}
+
+/* Read what the worker sent; max bounds the work done per callback. */
+void dispatch_read(struct worker *w, int max)
+{
+	uint8_t buf[PROTO_MSG_MAX + 1];
+	int fds[FDPASS_MAX], nfds;
+	struct proto_msg m;
+	char why[128];
+
+	for (int i = 0; (max < 0 || i < max) && !w->broken && w->chan >= 0; i++) {
+		ssize_t n = fdpass_recv(w->chan, buf, sizeof(buf), fds, &nfds);
+		if (n < 0) {
+			if (errno == EAGAIN)
+				return;
+			if (errno == ECONNRESET) {
+				pool_channel_closed(w);
+				return;
+			}
+			snprintf(why, sizeof(why), "protocol error: %s",
+				 errno == EMSGSIZE ? "message or fds truncated"
+				 : errno == EBADMSG ? "unexpected control message"
+						    : strerror(errno));
+			pool_fail_worker(w, why);
+			return;
+		}
+		enum proto_err e = proto_decode(PROTO_AT_SUPERVISOR, buf, n, nfds, &m);
+		fdpass_close_all(fds, nfds); /* workers never send fds */
+		if (e != PROTO_OK) {
+			snprintf(why, sizeof(why), "protocol error: %s (type %u, %zd bytes, %d fds)",
+				 proto_strerror(e), n >= 2 ? (unsigned)(buf[0] | buf[1] << 8) : 0u,
+				 n, nfds);
+			pool_fail_worker(w, why);
+			return;
+		}
+		w->last_msg_ms = now_ms();
+		w->status_sent = 0;
+		handle_msg(w, &m);
+	}
+}
+
+void dispatch_readable(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	dispatch_read(arg, 64);
 }
 
 const uint64_t dispatch_lat_bounds_us[DISPATCH_LAT_BUCKETS] = {

@@ -12,6 +12,7 @@
 
 #include "proto.h"
 
+struct listener;
 struct program;
 struct worker;
 
@@ -36,6 +37,11 @@ struct conn *dispatch_conn_new(int fd, const char *listener, const char *peer);
 /* Close the fd and free (or recycle) the connection. */
 void dispatch_conn_free(struct conn *c);
 
+/* The listeners' accept hook: accept and hand on what the program can take. */
+void dispatch_accept(struct listener *l);
+/* The listeners' resume hook (after running out of fds). */
+void dispatch_resume(struct listener *l);
+
 /* Spare credit of a worker: 0 unless RUNNING. */
 uint32_t dispatch_credit(const struct worker *w);
 /* The RUNNING worker with the most spare credit, or NULL. */
@@ -52,6 +58,14 @@ void dispatch_conn(struct program *p, struct conn *c);
 void dispatch_kick(struct program *p);
 /* Send a worker's outbox, batching up to PROTO_CONN_MAX fds a message. */
 void dispatch_flush(struct worker *w);
+
+/*
+ * Read what a worker sent on its channel (READY, ACK, DONE, HEARTBEAT), at
+ * most max messages (-1: all that is queued); a protocol error fails the
+ * worker.  dispatch_readable is the channel's event callback.
+ */
+void dispatch_read(struct worker *w, int max);
+void dispatch_readable(int fd, short what, void *arg);
 
 /* Handle ACK / DONE; -1 when the worker names what it does not have. */
 int dispatch_ack(struct worker *w, const uint64_t *ids, int n);

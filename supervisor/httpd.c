@@ -11,7 +11,6 @@
 
 #include "batond.h"
 #include "config.h"
-#include "control.h"
 #include "log.h"
 #include "report.h"
 #include "util.h"
@@ -79,7 +78,6 @@ static void on_request(struct evhttp_request *req, void *arg)
 			return;
 		}
 		report_metrics(body);
-		control_metrics(body); /* the same text as batonctl metrics */
 		reply(req, HTTP_OK, "OK", "text/plain; version=0.0.4; charset=utf-8", body);
 		evbuffer_free(body);
 	} else if (strcmp(path, "/healthz") == 0) {
@@ -150,18 +148,6 @@ fail:
 	if (fd >= 0)
 		close(fd);
 	return -1;
-}
-
-int httpd_check_reconfigure(const struct cfg_baton *cfg, char *err, size_t errlen)
-{
-	if (strcmp(cfg->http, hd.address) != 0) {
-		snprintf(err, errlen,
-			 "http: moving the HTTP endpoint ('%s' to '%s') needs a restart of batond; "
-			 "nothing changed",
-			 hd.address, cfg->http);
-		return -1;
-	}
-	return 0;
 }
 
 void httpd_close(void)

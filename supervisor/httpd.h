@@ -17,8 +17,6 @@ struct cfg_baton;
 
 /* Bind and serve cfg->http (nothing if empty); 0, or -1 with err. */
 int httpd_open(const struct cfg_baton *cfg, char *err, size_t errlen);
-/* A reload may not move the endpoint: -1 with err if it would. */
-int httpd_check_reconfigure(const struct cfg_baton *cfg, char *err, size_t errlen);
 void httpd_close(void);
 
 #endif

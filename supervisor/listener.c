@@ -16,12 +16,11 @@
 
 #include "activation.h"
 #include "batond.h"
-#include "dispatch.h"
 #include "log.h"
-#include "pool.h"
 #include "util.h"
 
-#define ACCEPT_BATCH 64
+struct listener_hooks listener_hooks;
+
 #define EMFILE_RETRY_MS 100
 
 /* Is something listening on this unix path?  1 yes, 0 no (stale). */
@@ -149,59 +148,53 @@ static void retry_accept(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	l->out_of_fds = 0;
-	dispatch_kick(l->prog);
+	if (listener_hooks.resume)
+		listener_hooks.resume(l);
 }
 
-static void accept_ready(evutil_socket_t lfd, short what, void *arg)
+static void accept_ready(evutil_socket_t fd, short what, void *arg)
 {
-	struct listener *l = arg;
-	struct program *p = l->prog;
+	(void)fd;
 	(void)what;
+	if (listener_hooks.accept)
+		listener_hooks.accept(arg);
+}
 
-	for (int i = 0; i < ACCEPT_BATCH; i++) {
-		if (!dispatch_can_take(p))
-			break;
-		struct sockaddr_storage ss;
-		socklen_t len = sizeof(ss);
-		int fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
-			if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
-				continue;
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-			    errno == ENOMEM) {
-				/* Leave clients in the backlog and retry soon, without spinning. */
-				log_warn("accept paused listener=%s error=\"%s\" retry_ms=%d",
-					 l->cfg.name, strerror(errno), EMFILE_RETRY_MS);
-				l->out_of_fds = 1;
-				listener_set_paused(l, 1);
-				struct timeval tv = {0, EMFILE_RETRY_MS * 1000};
-				evtimer_add(l->ev_retry, &tv);
-				break;
-			}
-			log_error("accept failed listener=%s error=\"%s\"", l->cfg.name,
-				  strerror(errno));
-			break;
-		}
-		char peer[PROTO_PEER_MAX];
-		if (l->tcp) {
-			tcp_options(l, fd);
-			addr_format((struct sockaddr *)&ss, len, peer, sizeof(peer));
+int listener_accept(struct listener *l, char *peer, size_t peerlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd;
+
+	do {
+		len = sizeof(ss);
+		fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
+	} while (fd < 0 && (errno == EINTR || errno == ECONNABORTED || errno == EPROTO));
+	if (fd < 0) {
+		int e = errno;
+		if (e == EAGAIN || e == EWOULDBLOCK)
+			return -1;
+		if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+			/* Leave clients in the backlog and retry soon, without spinning. */
+			log_warn("accept paused listener=%s error=\"%s\" retry_ms=%d",
+				 l->cfg.name, strerror(e), EMFILE_RETRY_MS);
+			l->out_of_fds = 1;
+			listener_set_paused(l, 1);
+			struct timeval tv = {0, EMFILE_RETRY_MS * 1000};
+			evtimer_add(l->ev_retry, &tv);
 		} else {
-			strcpy(peer, "unix");
+			log_error("accept failed listener=%s error=\"%s\"", l->cfg.name, strerror(e));
 		}
-		struct conn *c = dispatch_conn_new(fd, l->cfg.name, peer);
-		if (!c) {
-			log_error("out of memory, closing new connection listener=%s", l->cfg.name);
-			close(fd);
-			p->dropped++;
-			continue;
-		}
-		l->accepted++;
-		dispatch_conn(p, c);
+		errno = e;
+		return -1;
 	}
-	dispatch_kick(p);
+	if (l->tcp) {
+		tcp_options(l, fd);
+		addr_format((struct sockaddr *)&ss, len, peer, peerlen);
+	} else {
+		snprintf(peer, peerlen, "unix");
+	}
+	return fd;
 }
 
 /* The socket is bound and listening: note where, get ready to poll. */

@@ -1,4 +1,9 @@
-/* Listening sockets: bind, accept, and pause while no worker has credit. */
+/*
+ * Listening sockets: bind (or adopt from systemd), socket options, accept
+ * one connection, and pause polling while the engine says so or while out
+ * of fds.  What to do with what is accepted is the engine's (dispatch.c),
+ * reached through listener_hooks.
+ */
 #ifndef BATON_LISTENER_H
 #define BATON_LISTENER_H
 
@@ -26,8 +31,23 @@ struct listener {
 	uint64_t accepted;
 };
 
+/* Set by main: the engine's side of a listener. */
+struct listener_hooks {
+	void (*accept)(struct listener *l); /* readable: accept what can be taken */
+	void (*resume)(struct listener *l); /* the out-of-fds pause is over */
+};
+extern struct listener_hooks listener_hooks;
+
 /* Bind and listen (not yet polling); 0, or -1 with the reason in err. */
 int listener_open(struct listener *l, char *err, size_t errlen);
+/*
+ * Accept one connection, with the listener's TCP options set and the
+ * peer's address in peer ("unix" for a unix socket): the fd (CLOEXEC,
+ * blocking), or -1 with errno: EAGAIN when none is waiting; on running
+ * out of fds (EMFILE, ENFILE, ENOBUFS, ENOMEM) the listener has paused
+ * itself and calls the resume hook after a while; other errors are logged.
+ */
+int listener_accept(struct listener *l, char *peer, size_t peerlen);
 /* Start polling, or stop; cheap when nothing changes. */
 void listener_set_paused(struct listener *l, int paused);
 /* Apply new settings for the same address (reload): backlog, mode, owner,

@@ -1,4 +1,7 @@
-/* batond: the supervisor.  Options, start-up, signals and shutdown. */
+/*
+ * batond: the supervisor.  Options, start-up, the event base, signals, and
+ * the wiring: the hooks through which lower floors reach higher ones.
+ */
 #include <errno.h>
 #include <event2/event.h>
 #include <getopt.h>
@@ -12,13 +15,17 @@
 #include "activation.h"
 #include "batond.h"
 #include "config.h"
+#include "config_keys.h"
+#include "command.h"
 #include "control.h"
 #include "httpd.h"
 #include "listener.h"
 #include "log.h"
 #include "notify.h"
+#include "ops.h"
 #include "output.h"
 #include "pool.h"
+#include "reload.h"
 #include "version.h"
 
 struct batond batond = {
@@ -46,41 +53,6 @@ static void usage(FILE *out)
 		BATON_DEFAULT_CONFIG);
 }
 
-void batond_check_exit(void)
-{
-	struct program *p;
-	if (!batond.shutting_down)
-		return;
-	TAILQ_FOREACH(p, &batond.programs, link)
-		if (!TAILQ_EMPTY(&p->workers))
-			return;
-	event_base_loopexit(batond.base, NULL);
-}
-
-void batond_shutdown(const char *why)
-{
-	struct program *p;
-	struct listener *l;
-
-	if (batond.shutting_down) {
-		log_warn("second %s: stopping every worker now", why);
-		TAILQ_FOREACH(p, &batond.programs, link)
-			pool_stop_all(p);
-		return;
-	}
-	log_info("shutting down: draining workers signal=%s", why);
-	notify_stopping();
-	batond.shutting_down = 1;
-	control_shutdown();
-	TAILQ_FOREACH(l, &batond.listeners, link)
-		listener_set_paused(l, 1);
-	TAILQ_FOREACH(p, &batond.programs, link) {
-		pool_shutdown(p);
-		dispatch_drop_queue(p, "shutting down");
-	}
-	batond_check_exit();
-}
-
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	(void)what;
@@ -91,11 +63,11 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		break;
 	case SIGTERM:
 	case SIGINT:
-		batond_shutdown(sig == SIGINT ? "SIGINT" : "SIGTERM");
+		ops_shutdown(sig == SIGINT ? "SIGINT" : "SIGTERM");
 		break;
 	case SIGHUP:
 		log_info("SIGHUP: reloading the configuration");
-		control_reload();
+		ops_reload(NULL, 0);
 		break;
 	case SIGUSR1: {
 		char err[512];
@@ -112,7 +84,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	}
 	case SIGUSR2:
 		log_info("SIGUSR2: rolling upgrade of every program");
-		control_upgrade_all();
+		ops_upgrade_all();
 		break;
 	}
 }
@@ -292,6 +264,14 @@ int main(int argc, char **argv)
 	else if (getpid() == 1)
 		log_info("running as PID 1: reaping every orphan");
 	batond.config_path = path;
+	batond.baton = cfg.baton;
+	if (command_check(nerr, sizeof(nerr)) < 0)
+		fatal("%s", nerr);
+	/* The floors below call up only through these. */
+	pool_hooks.changed = ops_pool_changed;
+	listener_hooks.accept = dispatch_accept;
+	listener_hooks.resume = dispatch_resume;
+	reload_hooks.baton = control_reconfigure;
 	setup(&cfg);
 	struct program *p;
 	TAILQ_FOREACH(p, &batond.programs, link)

@@ -14,17 +14,23 @@
 #include <unistd.h>
 
 #include "batond.h"
-#include "control.h"
 #include "fdpass.h"
 #include "log.h"
 #include "output.h"
+#include "spawn.h"
 #include "util.h"
-
-extern char **environ;
 
 static void spawn(struct slot *s);
 static void spawn_gen(struct slot *s, int generation);
-static int slot_has_workers(const struct slot *s);
+
+struct pool_hooks pool_hooks;
+
+/* Tell whoever watches the pool (operations, systemd) that it changed. */
+static void pool_changed(void)
+{
+	if (pool_hooks.changed)
+		pool_hooks.changed();
+}
 
 const char *pool_state_name(enum worker_state s)
 {
@@ -347,50 +353,28 @@ static void worker_timer(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void handle_msg(struct worker *w, const struct proto_msg *m)
+void pool_worker_ready(struct worker *w, uint32_t capacity)
 {
 	struct program *p = w->prog;
-	switch (m->type) {
-	case PROTO_READY:
-		if (w->state != WS_STARTING) {
-			if (w->state == WS_RUNNING)
-				pool_fail_worker(w, "READY sent twice");
-			return; /* draining/stopping: irrelevant */
-		}
-		w->capacity = m->u.ready.capacity && m->u.ready.capacity < p->cfg.capacity
-				      ? m->u.ready.capacity
-				      : (uint32_t)p->cfg.capacity;
-		w->state = WS_RUNNING;
-		w->ready_ms = now_ms();
-		evtimer_del(w->ev_timer);
-		log_info("worker ready program=%s slot=%d pid=%d generation=%d capacity=%u startup_ms=%llu",
-			 p->cfg.name, w->slot, (int)w->pid, w->generation, w->capacity,
-			 (unsigned long long)(w->ready_ms - w->started_ms));
-		w->replacement = 0; /* it serves the slot now */
-		heartbeat_check(w);
-		if (batond.shutting_down)
-			pool_drain_worker(w);
-		dispatch_kick(p);
-		control_pool_changed();
-		break;
-	case PROTO_ACK:
-		if (dispatch_ack(w, m->u.ids.ids, m->u.ids.count) < 0)
-			pool_fail_worker(w, "ACK of a connection it was not sent");
-		break;
-	case PROTO_DONE:
-		if (dispatch_done(w, m->u.ids.count) < 0) {
-			pool_fail_worker(w, "DONE for more connections than it holds");
-			break;
-		}
+	if (w->state != WS_STARTING) {
 		if (w->state == WS_RUNNING)
-			dispatch_kick(p);
-		break;
-	case PROTO_HEARTBEAT:
-		log_debug("heartbeat program=%s slot=%d pid=%d active=%u reported=%u",
-			  p->cfg.name, w->slot, (int)w->pid, w->active,
-			  m->u.heartbeat.active);
-		break;
+			pool_fail_worker(w, "READY sent twice");
+		return; /* draining/stopping: irrelevant */
 	}
+	w->capacity = capacity && capacity < p->cfg.capacity ? capacity
+							      : (uint32_t)p->cfg.capacity;
+	w->state = WS_RUNNING;
+	w->ready_ms = now_ms();
+	evtimer_del(w->ev_timer);
+	log_info("worker ready program=%s slot=%d pid=%d generation=%d capacity=%u startup_ms=%llu",
+		 p->cfg.name, w->slot, (int)w->pid, w->generation, w->capacity,
+		 (unsigned long long)(w->ready_ms - w->started_ms));
+	w->replacement = 0; /* it serves the slot now */
+	heartbeat_check(w);
+	if (batond.shutting_down)
+		pool_drain_worker(w);
+	dispatch_kick(p);
+	pool_changed();
 }
 
 /*
@@ -398,7 +382,7 @@ static void handle_msg(struct worker *w, const struct proto_msg *m)
  * more work; if it has not exited after stop_timeout it is killed (it may
  * still hold connections, so those are reclaimed only when it is reaped).
  */
-static void channel_closed(struct worker *w)
+void pool_channel_closed(struct worker *w)
 {
 	event_del(w->ev_read);
 	close(w->chan);
@@ -410,124 +394,6 @@ static void channel_closed(struct worker *w)
 		dispatch_reclaim(w, 0);
 		arm_timer(w, w->prog->cfg.stop_timeout);
 	}
-}
-
-/* Read what the worker sent; max bounds the work done per callback. */
-static void read_channel(struct worker *w, int max)
-{
-	uint8_t buf[PROTO_MSG_MAX + 1];
-	int fds[FDPASS_MAX], nfds;
-	struct proto_msg m;
-	char why[128];
-
-	for (int i = 0; (max < 0 || i < max) && !w->broken && w->chan >= 0; i++) {
-		ssize_t n = fdpass_recv(w->chan, buf, sizeof(buf), fds, &nfds);
-		if (n < 0) {
-			if (errno == EAGAIN)
-				return;
-			if (errno == ECONNRESET) {
-				channel_closed(w);
-				return;
-			}
-			snprintf(why, sizeof(why), "protocol error: %s",
-				 errno == EMSGSIZE ? "message or fds truncated"
-				 : errno == EBADMSG ? "unexpected control message"
-						    : strerror(errno));
-			pool_fail_worker(w, why);
-			return;
-		}
-		enum proto_err e = proto_decode(PROTO_AT_SUPERVISOR, buf, n, nfds, &m);
-		fdpass_close_all(fds, nfds); /* workers never send fds */
-		if (e != PROTO_OK) {
-			snprintf(why, sizeof(why), "protocol error: %s (type %u, %zd bytes, %d fds)",
-				 proto_strerror(e), n >= 2 ? (unsigned)(buf[0] | buf[1] << 8) : 0u,
-				 n, nfds);
-			pool_fail_worker(w, why);
-			return;
-		}
-		w->last_msg_ms = now_ms();
-		w->status_sent = 0;
-		handle_msg(w, &m);
-	}
-}
-
-static void channel_readable(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	read_channel(arg, 64);
-}
-
-static void apply_env(char **env)
-{
-	for (char **e = env; e && *e; e++)
-		putenv(*e);
-}
-
-/* In the child: never returns. */
-static void exec_worker(const struct cfg_program *cfg, struct slot *s, int gen, int chan,
-			const int outfd[2])
-{
-	char num[32];
-	sigset_t none;
-
-	/* Every signal is blocked (see spawn_gen): reset the handlers first,
-	 * then unblock; whatever arrived meanwhile now gets the default. */
-	for (int sig = 1; sig < NSIG; sig++)
-		signal(sig, SIG_DFL);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	setpgid(0, 0);
-
-	/* Captured stdout/stderr first: the pipe ends may sit on fd 3. */
-	for (int i = 0; i < 2; i++)
-		if (outfd[i] >= 0 && dup2(outfd[i], i + 1) < 0)
-			_exit(127);
-
-	if (chan == 3) {
-		fcntl(3, F_SETFD, 0);
-	} else if (dup2(chan, 3) < 0) {
-		dprintf(2, "baton: worker %s:%d: dup2: %s\n", cfg->name, s->index,
-			strerror(errno));
-		_exit(127);
-	}
-	int null = open("/dev/null", O_RDONLY);
-	if (null >= 0 && null != 0) {
-		dup2(null, 0);
-		if (null > 3)
-			close(null);
-	}
-	close_range(4, ~0U, 0);
-
-	apply_env(cfg->env); /* first, so it cannot override BATON_* */
-	setenv("BATON_FD", "3", 1);
-	setenv("BATON_PROGRAM", cfg->name, 1);
-	snprintf(num, sizeof(num), "%d", s->index);
-	setenv("BATON_WORKER", num, 1);
-	snprintf(num, sizeof(num), "%d", gen);
-	setenv("BATON_GENERATION", num, 1);
-
-	if (cfg->directory[0] && chdir(cfg->directory) < 0) {
-		dprintf(2, "baton: worker %s:%d: chdir %s: %s\n", cfg->name, s->index,
-			cfg->directory, strerror(errno));
-		_exit(127);
-	}
-	if (cfg->user[0]) {
-		struct passwd *pw = getpwnam(cfg->user);
-		if (!pw || initgroups(pw->pw_name, pw->pw_gid) < 0 ||
-		    setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
-			dprintf(2, "baton: worker %s:%d: cannot become user %s: %s\n",
-				cfg->name, s->index, cfg->user,
-				pw ? strerror(errno) : "no such user");
-			_exit(127);
-		}
-		setenv("HOME", pw->pw_dir, 1);
-		setenv("USER", pw->pw_name, 1);
-	}
-	execvp(cfg->argv[0], cfg->argv);
-	dprintf(2, "baton: worker %s:%d: exec %s: %s\n", cfg->name, s->index,
-		cfg->argv[0], strerror(errno));
-	_exit(127);
 }
 
 static void backoff_due(evutil_socket_t fd, short what, void *arg)
@@ -565,7 +431,7 @@ static void spawn_gen(struct slot *s, int generation)
 	TAILQ_INIT(&w->outbox);
 	TAILQ_INIT(&w->unacked);
 	w->ev_read = event_new(batond.base, w->chan, EV_READ | EV_PERSIST,
-			       channel_readable, w);
+			       dispatch_readable, w);
 	w->ev_timer = evtimer_new(batond.base, worker_timer, w);
 	if (!w->ev_read || !w->ev_timer)
 		fatal("out of memory");
@@ -574,21 +440,8 @@ static void spawn_gen(struct slot *s, int generation)
 	w->out[0] = output_new(p->cfg.name, s->index, 1, cfg->stdout_to, &outfd[0]);
 	w->out[1] = output_new(p->cfg.name, s->index, 2, cfg->stderr_to, &outfd[1]);
 
-	/*
-	 * Until the child has reset them, it runs batond's signal handlers:
-	 * libevent's would write a signal meant for the new worker (its stop
-	 * signal, an operator's kill) into batond's own signal pipe, and
-	 * batond would act on it (a TERM shut batond down).  So block every
-	 * signal across fork; the child unblocks after resetting handlers.
-	 */
-	sigset_t all, saved;
-	sigfillset(&all);
-	sigprocmask(SIG_SETMASK, &all, &saved);
-	pid_t pid = fork();
-	if (pid == 0)
-		exec_worker(cfg, s, w->generation, sv[1], outfd);
+	pid_t pid = spawn_worker(cfg, s->index, w->generation, sv[1], outfd);
 	int fork_errno = errno;
-	sigprocmask(SIG_SETMASK, &saved, NULL);
 	if (pid < 0) {
 		errno = fork_errno;
 		log_error("fork failed program=%s slot=%d error=\"%s\"", p->cfg.name,
@@ -606,7 +459,6 @@ static void spawn_gen(struct slot *s, int generation)
 	close(sv[1]);
 	output_started(w->out[0], pid);
 	output_started(w->out[1], pid);
-	setpgid(pid, pid); /* also done by the child; whoever runs first wins */
 	w->pid = pid;
 	w->started_ms = now_ms();
 	TAILQ_INSERT_TAIL(&p->workers, w, link);
@@ -624,7 +476,7 @@ retry:
 	if (s->ev_backoff)
 		evtimer_add(s->ev_backoff, &tv);
 	snprintf(s->last_exit, sizeof(s->last_exit), "cannot start: %s", strerror(errno));
-	control_pool_changed();
+	pool_changed();
 }
 
 static void describe_status(int status, char *buf, size_t size)
@@ -642,7 +494,7 @@ static void compact_slots(struct program *p)
 {
 	while (p->nslots > 0) {
 		struct slot *s = p->slots[p->nslots - 1];
-		if (!s->removing || pool_slot_live(s) || slot_has_workers(s))
+		if (!s->removing || pool_slot_live(s) || pool_slot_has_workers(s))
 			break;
 		slot_free(s);
 		p->slots[--p->nslots] = NULL;
@@ -721,7 +573,7 @@ static void worker_exited(struct worker *w, int status)
 	 * as a worker that takes no more work. */
 	w->state = WS_STOPPING;
 	if (!w->broken && w->chan >= 0)
-		read_channel(w, -1);
+		dispatch_read(w, -1);
 	describe_status(status, how, sizeof(how));
 	log_msg(w->retiring && !w->broken ? LOGL_INFO : LOGL_WARN,
 		"worker exited program=%s slot=%d pid=%d %s state=%s unacked=%u active=%u",
@@ -745,7 +597,7 @@ static void worker_exited(struct worker *w, int status)
 	free(w);
 	compact_slots(p);
 	dispatch_kick(p);
-	control_pool_changed();
+	pool_changed();
 	pool_program_reap(p); /* a removed program goes with its last worker */
 }
 
@@ -770,7 +622,6 @@ void pool_reap(void)
 		else
 			log_debug("reaped unknown child pid=%d", (int)pid);
 	}
-	batond_check_exit();
 }
 
 void pool_shutdown(struct program *p)
@@ -792,7 +643,7 @@ void pool_stop_all(struct program *p)
 		pool_stop_worker(w);
 }
 
-static int slot_has_workers(const struct slot *s)
+int pool_slot_has_workers(const struct slot *s)
 {
 	const struct worker *w;
 	TAILQ_FOREACH(w, &s->prog->workers, link)
@@ -858,7 +709,7 @@ void pool_slot_hold(struct slot *s)
 		if (w->slot == s->index)
 			pool_drain_worker(w);
 	}
-	if (!slot_has_workers(s))
+	if (!pool_slot_has_workers(s))
 		s->state = SLOT_STOPPED;
 }
 

@@ -95,6 +95,14 @@ struct program {
 	int old_cfg_generation;
 };
 
+/* Set by main: how the pool tells the floors above it that it changed. */
+struct pool_hooks {
+	/* A worker became ready or exited, or a start failed: operations
+	 * waiting on the pool re-check, readiness is reported again. */
+	void (*changed)(void);
+};
+extern struct pool_hooks pool_hooks;
+
 /* Create a program from its config (takes argv/env); NULL on ENOMEM. */
 struct program *pool_program_new(struct cfg_program *cfg);
 void pool_program_free(struct program *p);
@@ -125,6 +133,11 @@ void pool_stop_worker(struct worker *w);
 /* A protocol error or broken channel: kill it, reclaim when reaped. */
 void pool_fail_worker(struct worker *w, const char *why);
 
+/* The worker sent READY announcing capacity (0: the program's). */
+void pool_worker_ready(struct worker *w, uint32_t capacity);
+/* The worker closed its end of the channel (it is exiting). */
+void pool_channel_closed(struct worker *w);
+
 /* Reap exited children; called on SIGCHLD, never blocks. */
 void pool_reap(void);
 
@@ -145,6 +158,8 @@ void pool_slot_hold(struct slot *s);
  * becomes ready it is not restarted: the old one carries on.
  */
 struct worker *pool_slot_replace(struct slot *s, int generation);
+/* Does any worker, live or leaving, still belong to the slot? */
+int pool_slot_has_workers(const struct slot *s);
 /* Workers of the slot that are not retiring (normally 0 or 1, 2 while one replaces another). */
 int pool_slot_live(const struct slot *s);
 /* The slot's newest live worker, or NULL. */

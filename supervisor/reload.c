@@ -11,12 +11,13 @@
 
 #include "batond.h"
 #include "config.h"
-#include "control.h"
-#include "httpd.h"
+#include "config_keys.h"
 #include "dispatch.h"
 #include "listener.h"
 #include "log.h"
 #include "pool.h"
+
+struct reload_hooks reload_hooks;
 
 enum change { KEEP, ADD, REMOVE, UPDATE, REPLACE, SCALE, UPGRADE, SCALE_UPGRADE };
 
@@ -115,15 +116,8 @@ struct reload_plan *reload_prepare(const char *path, char *err, size_t errlen)
 		free(plan);
 		return NULL;
 	}
-	if (control_check_reconfigure(&plan->cfg.baton, err, errlen) < 0 ||
-	    httpd_check_reconfigure(&plan->cfg.baton, err, errlen) < 0)
+	if (config_check_restart(&batond.baton, &plan->cfg.baton, err, errlen) < 0)
 		goto fail;
-	if (strcmp(plan->cfg.baton.log_file, log_file_path()) != 0) {
-		snprintf(err, errlen,
-			 "log_file: moving the log ('%s' to '%s') needs a restart of batond; nothing changed",
-			 log_file_path(), plan->cfg.baton.log_file);
-		goto fail;
-	}
 	plan->log_level_changed = !batond.log_level_fixed &&
 				  plan->cfg.baton.log_level != log_get_level();
 
@@ -310,7 +304,9 @@ int reload_apply(struct reload_plan *plan,
 	 * listeners have someone to feed. */
 	if (plan->log_level_changed)
 		log_set_level(plan->cfg.baton.log_level);
-	control_reconfigure(&plan->cfg.baton);
+	batond.baton = plan->cfg.baton;
+	if (reload_hooks.baton)
+		reload_hooks.baton(&batond.baton);
 	for (int i = 0; i < plan->np; i++) {
 		struct pchange *pc = &plan->p[i];
 		if (pc->what != ADD)

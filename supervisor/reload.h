@@ -11,9 +11,17 @@
 
 #include <stddef.h>
 
+struct cfg_baton;
 struct evbuffer;
 struct program;
 struct reload_plan;
+
+/* Set by main: what a reload tells the floors above it. */
+struct reload_hooks {
+	/* The [baton] settings that change live (control_mode, control_group). */
+	void (*baton)(const struct cfg_baton *cfg);
+};
+extern struct reload_hooks reload_hooks;
 
 /*
  * Load and validate path and compare it with the running state.  NULL

@@ -349,6 +349,24 @@ void report_metrics(struct evbuffer *out)
 			evbuffer_add_printf(out, "baton_upgrades_total{program=\"%s\",result=\"%s\"} %llu\n",
 					    p->cfg.name, results[i], (unsigned long long)p->upgrades[i]);
 	}
+
+	const struct control_stats *cs = &batond.control;
+	evbuffer_add_printf(out,
+			    "# HELP baton_control_clients Control socket clients connected now.\n"
+			    "# TYPE baton_control_clients gauge\n"
+			    "baton_control_clients %d\n"
+			    "# HELP baton_control_requests_total Control requests parsed.\n"
+			    "# TYPE baton_control_requests_total counter\n"
+			    "baton_control_requests_total %llu\n"
+			    "# HELP baton_control_refused_total Control clients refused or cut off.\n"
+			    "# TYPE baton_control_refused_total counter\n"
+			    "baton_control_refused_total{reason=\"busy\"} %llu\n"
+			    "baton_control_refused_total{reason=\"denied\"} %llu\n"
+			    "baton_control_refused_total{reason=\"bad_request\"} %llu\n",
+			    cs->clients, (unsigned long long)cs->requests,
+			    (unsigned long long)cs->refused_busy,
+			    (unsigned long long)cs->refused_denied,
+			    (unsigned long long)cs->bad_requests);
 }
 
 static int slot_served(const struct program *p, int slot)

@@ -32,7 +32,8 @@ int report_targets(const char *name, struct target **out, char *err,
 int report_status(struct evbuffer *out, int json, const struct target *t,
 		  int n, uint64_t now_ms);
 
-/* Prometheus text exposition format 0.0.4. */
+/* Every metric (the control socket's too), in the Prometheus text
+ * exposition format 0.0.4. */
 void report_metrics(struct evbuffer *out);
 
 /*

@@ -23,6 +23,7 @@
 
 #include "batond.h"
 #include "config.h"
+#include "config_keys.h"
 
 #define ERRLEN 8192
 

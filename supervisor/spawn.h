@@ -1,0 +1,20 @@
+/*
+ * Starting a worker process: fork and exec the program's command with the
+ * channel on fd 3, stdout/stderr where output.c says, stdin on /dev/null,
+ * every other fd closed, signal handlers and mask reset, its own process
+ * group, the program's environment, directory and user, and the BATON_*
+ * variables (worker/PROTOCOL.md).
+ */
+#ifndef BATON_SPAWN_H
+#define BATON_SPAWN_H
+
+#include <sys/types.h>
+
+struct cfg_program;
+
+/* Fork a worker of cfg for slot and generation, giving it chan as fd 3
+ * and outfd[i] (unless -1) as stdout/stderr; the pid, or -1 with errno. */
+pid_t spawn_worker(const struct cfg_program *cfg, int slot, int generation, int chan,
+		   const int outfd[2]);
+
+#endif
