@@ -1,4 +1,4 @@
-/* The supervisor's process-wide state, owned by main.c. */
+/* The supervisor's process-wide state (defined in batond.c, set up by main.c). */
 #ifndef BATON_BATOND_H
 #define BATON_BATOND_H
 

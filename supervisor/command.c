@@ -22,6 +22,7 @@
 #include "proto.h"
 #include "reply.h"
 #include "report.h"
+#include "upgrade.h"
 #include "version.h"
 
 /* One request being run. */
@@ -56,13 +57,13 @@ static void cmd_upgrade(const struct request *rq)
 	}
 	if (abort_it) {
 		char msg[256];
-		if (ops_upgrade_abort(p, rq->uid, msg, sizeof(msg)) < 0)
+		if (upgrade_abort(p, rq->uid, msg, sizeof(msg)) < 0)
 			reply_finish(rq->r, CTL_FAILED, "%s", msg);
 		else
 			reply_finish(rq->r, CTL_OK, "%s", msg);
 		return;
 	}
-	if (ops_upgrade(p, rq->r, err, sizeof(err)) < 0)
+	if (upgrade_start(rq->r, NULL, p, err, sizeof(err)) < 0)
 		reply_finish(rq->r, CTL_FAILED, "%s", err);
 }
 

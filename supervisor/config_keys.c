@@ -8,11 +8,16 @@
 #include "version.h"
 
 #define F(type, field) offsetof(type, field), sizeof(((type *)0)->field)
-#define B(n, t, f, lo, hi, d, h) {S_BATON, n, t, F(struct cfg_baton, f), lo, hi, d, h, NULL}
+#define B(n, t, f, lo, hi, d, h) \
+	{S_BATON, n, t, F(struct cfg_baton, f), lo, hi, d, h, NULL, CONFIG_DIFF_SETTINGS}
 /* A [baton] key only a restart of batond changes; r says what a change means. */
-#define BR(n, t, f, d, h, r) {S_BATON, n, t, F(struct cfg_baton, f), 0, 0, d, h, r}
-#define L(n, t, f, lo, hi, d, h) {S_LISTENER, n, t, F(struct cfg_listener, f), lo, hi, d, h, NULL}
-#define P(n, t, f, lo, hi, d, h) {S_PROGRAM, n, t, F(struct cfg_program, f), lo, hi, d, h, NULL}
+#define BR(n, t, f, d, h, r) {S_BATON, n, t, F(struct cfg_baton, f), 0, 0, d, h, r, CONFIG_DIFF_SETTINGS}
+#define L(n, t, f, lo, hi, d, h) LD(n, t, f, lo, hi, d, h, CONFIG_DIFF_SETTINGS)
+#define LD(n, t, f, lo, hi, d, h, diff) \
+	{S_LISTENER, n, t, F(struct cfg_listener, f), lo, hi, d, h, NULL, diff}
+#define P(n, t, f, lo, hi, d, h) PD(n, t, f, lo, hi, d, h, CONFIG_DIFF_SETTINGS)
+#define PD(n, t, f, lo, hi, d, h, diff) \
+	{S_PROGRAM, n, t, F(struct cfg_program, f), lo, hi, d, h, NULL, diff}
 #define HOUR 3600000LL
 #define DAY (24 * HOUR)
 
@@ -35,8 +40,8 @@ const struct config_key config_keys[] = {
 	   "Optional HTTP endpoint for probes and Prometheus, e.g. `tcp:127.0.0.1:9180`: `/metrics`, `/healthz`, `/readyz` (TCP only; empty: off).",
 	   "moving the HTTP endpoint ('%s' to '%s')"),
 
-	L("address", T_ADDR, address, 0, 0, NULL,
-	  "`tcp:HOST:PORT`, `tcp:[V6]:PORT`, `[V6]:PORT` or `unix:/abs/path`; port 0 picks a free port. `systemd:NAME` (or `systemd`: the listener's own name) adopts the socket systemd passed with that FileDescriptorName= (socket activation)."),
+	LD("address", T_ADDR, address, 0, 0, NULL,
+	  "`tcp:HOST:PORT`, `tcp:[V6]:PORT`, `[V6]:PORT` or `unix:/abs/path`; port 0 picks a free port. `systemd:NAME` (or `systemd`: the listener's own name) adopts the socket systemd passed with that FileDescriptorName= (socket activation).", CONFIG_DIFF_ADDRESS),
 	L("program", T_NAME, program, 0, 0, NULL,
 	  "The `[program:NAME]` that serves this listener's connections."),
 	L("backlog", T_INT, backlog, 1, 65535, "511",
@@ -59,7 +64,7 @@ const struct config_key config_keys[] = {
 
 	P("command", T_CMD, command, 0, 0, NULL,
 	  "Program and arguments, split on spaces with '...' and \"...\" quoting (no shell)."),
-	P("workers", T_INT, workers, 0, 1024, "1", "Number of worker processes."),
+	PD("workers", T_INT, workers, 0, 1024, "1", "Number of worker processes.", CONFIG_DIFF_WORKERS),
 	P("directory", T_STR, directory, 0, 0, "",
 	  "Working directory of the workers (default: batond's)."),
 	P("environment", T_ENV, environment, 0, 0, "",
@@ -211,4 +216,40 @@ int config_check_restart(const struct cfg_baton *old, const struct cfg_baton *cu
 		return -1;
 	}
 	return 0;
+}
+
+static unsigned diff(enum ksec sec, const void *a, const void *b)
+{
+	unsigned d = 0;
+	for (size_t i = 0; i < config_nkeys; i++) {
+		const struct config_key *k = &config_keys[i];
+		const char *x = (const char *)a + k->off, *y = (const char *)b + k->off;
+		if (k->sec != sec)
+			continue;
+		switch (k->type) {
+		case T_STR:
+		case T_NAME:
+		case T_ADDR:
+		case T_CMD:
+		case T_ENV: /* the text; what was parsed from it follows */
+			if (strcmp(x, y) != 0)
+				d |= k->diff;
+			break;
+		default: /* a number, flag or enum */
+			if (memcmp(x, y, k->size) != 0)
+				d |= k->diff;
+			break;
+		}
+	}
+	return d;
+}
+
+unsigned config_diff_listener(const struct cfg_listener *a, const struct cfg_listener *b)
+{
+	return diff(S_LISTENER, a, b);
+}
+
+unsigned config_diff_program(const struct cfg_program *a, const struct cfg_program *b)
+{
+	return diff(S_PROGRAM, a, b);
 }

@@ -10,6 +10,8 @@
 #include <stdio.h>
 
 struct cfg_baton;
+struct cfg_listener;
+struct cfg_program;
 
 enum ksec { S_BATON, S_LISTENER, S_PROGRAM, S_NONE };
 enum ktype {
@@ -38,7 +40,14 @@ struct config_key {
 	/* [baton] keys a reload cannot change: what a change means, a format
 	 * for the old and the new value ("moving the log ('%s' to '%s')"). */
 	const char *restart;
+	/* What a change of this key means to a reload: CONFIG_DIFF_*. */
+	unsigned diff;
 };
+
+/* What differs between two sections, as config_diff_* report it. */
+#define CONFIG_DIFF_SETTINGS 1u /* a setting: listeners update, programs upgrade */
+#define CONFIG_DIFF_ADDRESS 2u  /* a listener's address: a new socket */
+#define CONFIG_DIFF_WORKERS 4u  /* a program's worker count: a scale */
 
 extern const struct config_key config_keys[];
 extern const size_t config_nkeys;
@@ -49,6 +58,10 @@ extern const size_t config_nkeys;
  */
 int config_check_restart(const struct cfg_baton *old, const struct cfg_baton *cur, char *err,
 			 size_t errlen);
+
+/* The CONFIG_DIFF_* bits of the keys whose values differ (0: the same). */
+unsigned config_diff_listener(const struct cfg_listener *a, const struct cfg_listener *b);
+unsigned config_diff_program(const struct cfg_program *a, const struct cfg_program *b);
 
 /* Print the key reference as a Markdown table (README, `--config-reference`). */
 void config_reference(FILE *out);

@@ -28,7 +28,7 @@
 #include "ctl.h"
 #include "listener.h"
 #include "log.h"
-#include "ops.h"
+#include "op.h"
 #include "reply.h"
 
 enum access { ACCESS_NONE, ACCESS_READ, ACCESS_FULL };
@@ -63,7 +63,7 @@ static struct {
 static void client_free(struct client *c)
 {
 	if (c->requested)
-		ops_reply_gone(c); /* an operation it started goes on without it */
+		op_reply_gone(c); /* an operation it started goes on without it */
 	LIST_REMOVE(c, link);
 	batond.control.clients--;
 	bufferevent_free(c->bev);
@@ -407,7 +407,7 @@ void control_close(void)
 {
 	struct client *c;
 
-	ops_end_all(); /* their clients get the answer below */
+	op_end_all(); /* their clients get the answer below */
 	while ((c = LIST_FIRST(&ctl.clients))) {
 		/* Answered clients get what is buffered, best effort. */
 		struct evbuffer *out = bufferevent_get_output(c->bev);

@@ -80,6 +80,27 @@ int dispatch_can_take(struct program *p)
 	return TAILQ_EMPTY(&p->queue) && dispatch_pick(p) != NULL;
 }
 
+void dispatch_link_listener(struct listener *l, struct program *p)
+{
+	struct program *old = l->prog;
+	if (old) {
+		for (int i = 0; i < old->nlisteners; i++)
+			if (old->listeners[i] == l) {
+				old->listeners[i] = old->listeners[--old->nlisteners];
+				break;
+			}
+	}
+	l->prog = NULL;
+	if (!p)
+		return;
+	struct listener **v = realloc(p->listeners, sizeof(*v) * (p->nlisteners + 1));
+	if (!v)
+		fatal("out of memory");
+	p->listeners = v;
+	v[p->nlisteners++] = l;
+	l->prog = p;
+}
+
 /* A listener is readable: accept while its program can take connections,
  * at most ACCEPT_BATCH a wakeup, then hand them on. */
 void dispatch_accept(struct listener *l)

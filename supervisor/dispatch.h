@@ -37,6 +37,8 @@ struct conn *dispatch_conn_new(int fd, const char *listener, const char *peer);
 /* Close the fd and free (or recycle) the connection. */
 void dispatch_conn_free(struct conn *c);
 
+/* Point l at program p (NULL: at none), and p's listener array at l. */
+void dispatch_link_listener(struct listener *l, struct program *p);
 /* The listeners' accept hook: accept and hand on what the program can take. */
 void dispatch_accept(struct listener *l);
 /* The listeners' resume hook (after running out of fds). */

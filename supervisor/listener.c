@@ -268,6 +268,27 @@ int listener_open(struct listener *l, char *err, size_t errlen)
 	return 0;
 }
 
+struct listener *listener_new(const struct cfg_listener *cfg, char *err, size_t errlen)
+{
+	struct listener *l = calloc(1, sizeof(*l));
+	if (!l) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	l->cfg = *cfg;
+	if (listener_open(l, err, errlen) < 0) {
+		free(l);
+		return NULL;
+	}
+	return l;
+}
+
+void listener_free(struct listener *l)
+{
+	listener_close(l);
+	free(l);
+}
+
 void listener_set_paused(struct listener *l, int paused)
 {
 	if (l->fd < 0)

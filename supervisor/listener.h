@@ -38,6 +38,11 @@ struct listener_hooks {
 };
 extern struct listener_hooks listener_hooks;
 
+/* A listener for cfg, bound and listening (not yet polling, linked to no
+ * program); NULL with the reason in err. */
+struct listener *listener_new(const struct cfg_listener *cfg, char *err, size_t errlen);
+/* Close (listener_close) and free. */
+void listener_free(struct listener *l);
 /* Bind and listen (not yet polling); 0, or -1 with the reason in err. */
 int listener_open(struct listener *l, char *err, size_t errlen);
 /*

@@ -26,12 +26,9 @@
 #include "output.h"
 #include "pool.h"
 #include "reload.h"
+#include "upgrade.h"
 #include "version.h"
 
-struct batond batond = {
-	.programs = TAILQ_HEAD_INITIALIZER(batond.programs),
-	.listeners = TAILQ_HEAD_INITIALIZER(batond.listeners),
-};
 
 static void usage(FILE *out)
 {
@@ -84,7 +81,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	}
 	case SIGUSR2:
 		log_info("SIGUSR2: rolling upgrade of every program");
-		ops_upgrade_all();
+		upgrade_all();
 		break;
 	}
 }
@@ -111,25 +108,15 @@ static void setup(struct config *cfg)
 		TAILQ_INSERT_TAIL(&batond.programs, p, link);
 	}
 	for (int i = 0; i < cfg->nlisteners; i++) {
-		struct listener *l = calloc(1, sizeof(*l));
-		if (!l)
-			fatal("out of memory");
-		l->cfg = cfg->listeners[i];
-		l->fd = -1;
-		TAILQ_INSERT_TAIL(&batond.listeners, l, link);
-		if (listener_open(l, err, sizeof(err)) < 0) {
+		struct listener *l = listener_new(&cfg->listeners[i], err, sizeof(err));
+		if (!l) {
 			struct listener *o;
 			TAILQ_FOREACH(o, &batond.listeners, link)
 				listener_close(o);
-			fatal("listener %s: %s", l->cfg.name, err);
+			fatal("listener %s: %s", cfg->listeners[i].name, err);
 		}
-		struct program *p = pool_find(l->cfg.program);
-		struct listener **ls = realloc(p->listeners, sizeof(*ls) * (p->nlisteners + 1));
-		if (!ls)
-			fatal("out of memory");
-		p->listeners = ls;
-		ls[p->nlisteners++] = l;
-		l->prog = p;
+		TAILQ_INSERT_TAIL(&batond.listeners, l, link);
+		dispatch_link_listener(l, pool_find(l->cfg.program));
 	}
 	if (control_open(&cfg->baton, err, sizeof(err)) < 0 ||
 	    httpd_open(&cfg->baton, err, sizeof(err)) < 0) {
@@ -151,8 +138,7 @@ static void teardown(void)
 	notify_close();
 	while ((l = TAILQ_FIRST(&batond.listeners))) {
 		TAILQ_REMOVE(&batond.listeners, l, link);
-		listener_close(l);
-		free(l);
+		listener_free(l);
 	}
 	while ((p = TAILQ_FIRST(&batond.programs))) {
 		TAILQ_REMOVE(&batond.programs, p, link);
@@ -268,7 +254,7 @@ int main(int argc, char **argv)
 	if (command_check(nerr, sizeof(nerr)) < 0)
 		fatal("%s", nerr);
 	/* The floors below call up only through these. */
-	pool_hooks.changed = ops_pool_changed;
+	pool_hooks.changed = op_pool_changed;
 	listener_hooks.accept = dispatch_accept;
 	listener_hooks.resume = dispatch_resume;
 	reload_hooks.baton = control_reconfigure;

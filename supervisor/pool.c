@@ -34,16 +34,28 @@ static void pool_changed(void)
 
 const char *pool_state_name(enum worker_state s)
 {
-	static const char *const names[] = {"STARTING", "RUNNING", "DRAINING",
-					    "STOPPING"};
+	static const char *const names[WS_COUNT] = {
+		[WS_STARTING] = "STARTING", [WS_RUNNING] = "RUNNING",
+		[WS_DRAINING] = "DRAINING", [WS_STOPPING] = "STOPPING",
+	};
 	return names[s];
 }
 
 const char *pool_slot_state_name(enum slot_state s)
 {
-	static const char *const names[] = {"RUNNING", "BACKOFF", "FATAL",
-					    "EXITED", "STOPPED"};
+	static const char *const names[SLOT_COUNT] = {
+		[SLOT_UP] = "RUNNING",     [SLOT_BACKOFF] = "BACKOFF", [SLOT_FATAL] = "FATAL",
+		[SLOT_EXITED] = "EXITED", [SLOT_STOPPED] = "STOPPED",
+	};
 	return names[s];
+}
+
+const char *pool_upgrade_result_name(enum upgrade_result r)
+{
+	static const char *const names[UPGRADE_COUNT] = {
+		[UPGRADE_OK] = "ok", [UPGRADE_FAILED] = "failed", [UPGRADE_ABORTED] = "aborted",
+	};
+	return names[r];
 }
 
 static struct slot *slot_new(struct program *p, int index)

@@ -21,6 +21,7 @@ enum worker_state {
 	WS_DRAINING, /* told to drain: serves what it has, takes nothing new */
 	WS_STOPPING, /* stop signal sent, SIGKILL after stop_timeout */
 };
+#define WS_COUNT (WS_STOPPING + 1)
 
 enum slot_state {
 	SLOT_UP,      /* has a live worker */
@@ -29,8 +30,10 @@ enum slot_state {
 	SLOT_EXITED,  /* exited and not restarted by policy */
 	SLOT_STOPPED, /* stopped on purpose */
 };
+#define SLOT_COUNT (SLOT_STOPPED + 1)
 
 enum upgrade_result { UPGRADE_OK, UPGRADE_FAILED, UPGRADE_ABORTED };
+#define UPGRADE_COUNT (UPGRADE_ABORTED + 1)
 
 struct worker {
 	TAILQ_ENTRY(worker) link;
@@ -88,7 +91,7 @@ struct program {
 	uint64_t accepted, handed, acked, redispatched, dropped, lost, restarts;
 	uint64_t lat_bucket[DISPATCH_LAT_BUCKETS + 1]; /* last: above every bound */
 	uint64_t lat_count, lat_sum_us;
-	uint64_t upgrades[3]; /* by enum upgrade_result (rolling upgrades) */
+	uint64_t upgrades[UPGRADE_COUNT]; /* rolling upgrades by result */
 	int retired; /* removed by a reload: freed with its last worker */
 	/* The previous generation's config while an upgrade may roll back. */
 	struct cfg_program *old_cfg;
@@ -118,6 +121,7 @@ void pool_program_retire(struct program *p);
 void pool_program_reap(struct program *p);
 void pool_log_totals(const struct program *p);
 struct program *pool_find(const char *name);
+
 /* Start every slot's worker. */
 void pool_start(struct program *p);
 /* Drain every worker (shutdown); STARTING ones are stopped. */
@@ -143,6 +147,8 @@ void pool_reap(void);
 
 const char *pool_state_name(enum worker_state s);
 const char *pool_slot_state_name(enum slot_state s);
+/* "ok", "failed", "aborted" (metric labels). */
+const char *pool_upgrade_result_name(enum upgrade_result r);
 
 /*
  * Operator actions on one slot (the control socket drives these; they

@@ -43,37 +43,6 @@ struct reload_plan {
 	int log_level_changed;
 };
 
-static int same_listener_address(const struct cfg_listener *a, const struct cfg_listener *b)
-{
-	return strcmp(a->address, b->address) == 0;
-}
-
-/* Everything but bookkeeping (line, set, bad) and the parsed address. */
-static int same_listener(const struct cfg_listener *a, const struct cfg_listener *b)
-{
-	return same_listener_address(a, b) && strcmp(a->program, b->program) == 0 &&
-	       a->backlog == b->backlog && a->mode == b->mode &&
-	       strcmp(a->owner, b->owner) == 0 && a->tcp_nodelay == b->tcp_nodelay &&
-	       a->tcp_keepalive == b->tcp_keepalive && a->tcp_keepidle == b->tcp_keepidle &&
-	       a->tcp_keepintvl == b->tcp_keepintvl && a->tcp_keepcnt == b->tcp_keepcnt &&
-	       a->tcp_user_timeout == b->tcp_user_timeout;
-}
-
-/* Same settings apart from workers (and bookkeeping)? */
-static int same_program(const struct cfg_program *a, const struct cfg_program *b)
-{
-	return strcmp(a->command, b->command) == 0 && strcmp(a->directory, b->directory) == 0 &&
-	       strcmp(a->environment, b->environment) == 0 && strcmp(a->user, b->user) == 0 &&
-	       a->ready_timeout == b->ready_timeout && a->drain_timeout == b->drain_timeout &&
-	       a->stop_timeout == b->stop_timeout && a->queue_timeout == b->queue_timeout &&
-	       a->heartbeat_timeout == b->heartbeat_timeout &&
-	       strcmp(a->stdout_to, b->stdout_to) == 0 && strcmp(a->stderr_to, b->stderr_to) == 0 &&
-	       a->stop_signal == b->stop_signal && a->restart == b->restart &&
-	       a->backoff == b->backoff && a->backoff_max == b->backoff_max &&
-	       a->start_retries == b->start_retries && a->start_window == b->start_window &&
-	       a->capacity == b->capacity && a->upgrade_batch == b->upgrade_batch;
-}
-
 static struct listener *find_listener(const char *name)
 {
 	struct listener *l;
@@ -89,8 +58,7 @@ void reload_free(struct reload_plan *plan)
 		return;
 	for (int i = 0; i < plan->nl; i++)
 		if (plan->l[i].fresh) {
-			listener_close(plan->l[i].fresh);
-			free(plan->l[i].fresh);
+			listener_free(plan->l[i].fresh);
 		}
 	config_free(&plan->cfg);
 	free(plan->l);
@@ -138,12 +106,13 @@ struct reload_plan *reload_prepare(const char *path, char *err, size_t errlen)
 		struct lchange *lc = &plan->l[plan->nl++];
 		lc->cfg = c;
 		lc->cur = find_listener(c->name);
+		unsigned d = lc->cur ? config_diff_listener(&lc->cur->cfg, c) : 0;
 		if (!lc->cur)
 			lc->what = ADD;
-		else if (!same_listener_address(&lc->cur->cfg, c))
+		else if (d & CONFIG_DIFF_ADDRESS)
 			lc->what = REPLACE;
 		else
-			lc->what = same_listener(&lc->cur->cfg, c) ? KEEP : UPDATE;
+			lc->what = d ? UPDATE : KEEP;
 	}
 	TAILQ_FOREACH(l, &batond.listeners, link) {
 		int kept = 0;
@@ -162,7 +131,7 @@ struct reload_plan *reload_prepare(const char *path, char *err, size_t errlen)
 			continue;
 		}
 		int scale = pool_nslots_active(pc->cur) != c->workers;
-		int upgrade = !same_program(&pc->cur->cfg, c);
+		int upgrade = (config_diff_program(&pc->cur->cfg, c) & CONFIG_DIFF_SETTINGS) != 0;
 		pc->what = scale && upgrade ? SCALE_UPGRADE : scale ? SCALE : upgrade ? UPGRADE : KEEP;
 	}
 	TAILQ_FOREACH(p, &batond.programs, link) {
@@ -242,36 +211,13 @@ int reload_describe(const struct reload_plan *plan, struct evbuffer *out)
 	return n;
 }
 
-/* Point l at program p (and p's listener array at l). */
-static void link_listener(struct listener *l, struct program *p)
-{
-	struct program *old = l->prog;
-	if (old) {
-		for (int i = 0; i < old->nlisteners; i++)
-			if (old->listeners[i] == l) {
-				old->listeners[i] = old->listeners[--old->nlisteners];
-				break;
-			}
-	}
-	l->prog = NULL;
-	if (!p)
-		return;
-	struct listener **v = realloc(p->listeners, sizeof(*v) * (p->nlisteners + 1));
-	if (!v)
-		fatal("out of memory");
-	p->listeners = v;
-	v[p->nlisteners++] = l;
-	l->prog = p;
-}
-
 static void close_listener(struct listener *l)
 {
 	log_info("closing listener listener=%s address=%s accepted=%llu", l->cfg.name,
 		 l->cfg.address, (unsigned long long)l->accepted);
-	link_listener(l, NULL);
+	dispatch_link_listener(l, NULL);
 	TAILQ_REMOVE(&batond.listeners, l, link);
-	listener_close(l);
-	free(l);
+	listener_free(l);
 }
 
 int reload_apply(struct reload_plan *plan,
@@ -286,16 +232,8 @@ int reload_apply(struct reload_plan *plan,
 		struct lchange *lc = &plan->l[i];
 		if (lc->what != ADD && lc->what != REPLACE)
 			continue;
-		struct listener *l = calloc(1, sizeof(*l));
-		if (!l) {
-			snprintf(err, errlen, "out of memory");
-			goto undo;
-		}
-		l->cfg = *lc->cfg;
-		l->fd = -1;
-		lc->fresh = l;
-		if (listener_open(l, why, sizeof(why)) < 0) {
-			snprintf(err, errlen, "listener %s: %s; nothing changed", l->cfg.name, why);
+		if (!(lc->fresh = listener_new(lc->cfg, why, sizeof(why)))) {
+			snprintf(err, errlen, "listener %s: %s; nothing changed", lc->cfg->name, why);
 			goto undo;
 		}
 	}
@@ -334,7 +272,7 @@ int reload_apply(struct reload_plan *plan,
 			if (lc->what == REPLACE)
 				close_listener(lc->cur);
 			TAILQ_INSERT_TAIL(&batond.listeners, l, link);
-			link_listener(l, pool_find(l->cfg.program));
+			dispatch_link_listener(l, pool_find(l->cfg.program));
 			dispatch_kick(l->prog);
 			break;
 		case UPDATE:
@@ -342,7 +280,7 @@ int reload_apply(struct reload_plan *plan,
 			log_info("updating listener listener=%s address=%s program=%s", l->cfg.name,
 				 l->cfg.address, lc->cfg->program);
 			listener_update(l, lc->cfg);
-			link_listener(l, pool_find(lc->cfg->program));
+			dispatch_link_listener(l, pool_find(lc->cfg->program));
 			dispatch_kick(l->prog);
 			break;
 		case REMOVE:
@@ -383,8 +321,7 @@ int reload_apply(struct reload_plan *plan,
 undo:
 	for (int i = 0; i < plan->nl; i++)
 		if (plan->l[i].fresh) {
-			listener_close(plan->l[i].fresh);
-			free(plan->l[i].fresh);
+			listener_free(plan->l[i].fresh);
 			plan->l[i].fresh = NULL;
 		}
 	return -1;

@@ -268,7 +268,6 @@ static uint64_t get_generation(const struct program *p) { return (uint64_t)p->ge
 
 void report_metrics(struct evbuffer *out)
 {
-	static const char *const worker_states[] = {"STARTING", "RUNNING", "DRAINING", "STOPPING"};
 	struct listener *l;
 	struct program *p;
 
@@ -307,7 +306,7 @@ void report_metrics(struct evbuffer *out)
 
 	metric_head(out, "baton_workers", "gauge", "Workers by state; slots without a process by the slot's state.");
 	TAILQ_FOREACH(p, &batond.programs, link) {
-		int count[4] = {0}, slots[5] = {0};
+		int count[WS_COUNT] = {0}, slots[SLOT_COUNT] = {0};
 		struct worker *w;
 		TAILQ_FOREACH(w, &p->workers, link)
 			count[w->state]++;
@@ -315,9 +314,9 @@ void report_metrics(struct evbuffer *out)
 			if (!p->slots[i]->removing && !pool_slot_live(p->slots[i]) &&
 			    p->slots[i]->state != SLOT_UP)
 				slots[p->slots[i]->state]++;
-		for (int i = 0; i < 4; i++)
+		for (int i = 0; i < WS_COUNT; i++)
 			evbuffer_add_printf(out, "baton_workers{program=\"%s\",state=\"%s\"} %d\n",
-					    p->cfg.name, worker_states[i], count[i]);
+					    p->cfg.name, pool_state_name(i), count[i]);
 		for (int i = SLOT_BACKOFF; i <= SLOT_STOPPED; i++)
 			evbuffer_add_printf(out, "baton_workers{program=\"%s\",state=\"%s\"} %d\n",
 					    p->cfg.name, pool_slot_state_name(i), slots[i]);
@@ -344,10 +343,9 @@ void report_metrics(struct evbuffer *out)
 
 	metric_head(out, "baton_upgrades_total", "counter", "Rolling upgrades by result.");
 	TAILQ_FOREACH(p, &batond.programs, link) {
-		static const char *const results[] = {"ok", "failed", "aborted"};
-		for (int i = 0; i < 3; i++)
+		for (int i = 0; i < UPGRADE_COUNT; i++)
 			evbuffer_add_printf(out, "baton_upgrades_total{program=\"%s\",result=\"%s\"} %llu\n",
-					    p->cfg.name, results[i], (unsigned long long)p->upgrades[i]);
+					    p->cfg.name, pool_upgrade_result_name(i), (unsigned long long)p->upgrades[i]);
 	}
 
 	const struct control_stats *cs = &batond.control;

@@ -8,7 +8,7 @@ and option batonctl's own help lists, batond(8) every option and signal of
 `batond -h`, libbaton(3) every name in worker/baton.h, and the example
 programs and configuration in the pages build and run.
 
-After a change to the key table in supervisor/config.c, regenerate the KEYS
+After a change to the key table in supervisor/config_keys.c, regenerate the KEYS
 block with
 
     python3 tests/integration/man_tests.py --update

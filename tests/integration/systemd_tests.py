@@ -119,6 +119,9 @@ def sd_notify_ready_reload_status_watchdog_stopping(td):
         assert sum("READY" in s for s in ns.states()) == 2  # READY only at start and after reload
 
         assert b.stop() == 0
+        # The datagram was sent before batond exited; the reader thread
+        # may take a moment to append it.
+        ns.wait("STOPPING", 1, timeout=5)
         last = ns.states()[-1]
         assert last.get("STOPPING") == "1", ns.states()
         print(f"    {len(ns.states())} state messages, {ns.count('WATCHDOG=1')} watchdog pings")

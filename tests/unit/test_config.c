@@ -1174,6 +1174,96 @@ static void test_reference_man(void **state)
 	free(text);
 }
 
+/* Load text and keep the result apart from c->cfg (which load() reuses). */
+static void load_into(struct ctx *c, const char *text, struct config *out)
+{
+	if (load(c, text))
+		fail_msg("config does not load:\n%s", c->err);
+	*out = c->cfg;
+	memset(&c->cfg, 0, sizeof(c->cfg));
+}
+
+#define DIFF_BASE                                                                  \
+	"[listener:web]\naddress = tcp:127.0.0.1:8080\nprogram = app\n%s"           \
+	"[program:app]\ncommand = /bin/true\n%s"
+
+/* A reload compares key by key through the table: what differs, and how. */
+static void test_diff(void **state)
+{
+	struct ctx *c = *state;
+	static const struct {
+		const char *lis, *prog;
+		unsigned lis_diff, prog_diff;
+	} cases[] = {
+		{"", "", 0, 0},
+		{"backlog = 100\n", "", CONFIG_DIFF_SETTINGS, 0},
+		{"tcp_nodelay = no\n", "", CONFIG_DIFF_SETTINGS, 0},
+		{"tcp_user_timeout = 5s\n", "", CONFIG_DIFF_SETTINGS, 0},
+		{"", "workers = 3\n", 0, CONFIG_DIFF_WORKERS},
+		{"", "capacity = 7\n", 0, CONFIG_DIFF_SETTINGS},
+		{"", "stop_signal = INT\n", 0, CONFIG_DIFF_SETTINGS},
+		{"", "restart = never\n", 0, CONFIG_DIFF_SETTINGS},
+		{"", "environment = A=1\n", 0, CONFIG_DIFF_SETTINGS},
+		{"", "workers = 5\nready_timeout = 3s\n", 0,
+		 CONFIG_DIFF_WORKERS | CONFIG_DIFF_SETTINGS},
+	};
+	char text[1024];
+	struct config a, b;
+
+	snprintf(text, sizeof(text), DIFF_BASE, "", "");
+	load_into(c, text, &a);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(text, sizeof(text), DIFF_BASE, cases[i].lis, cases[i].prog);
+		load_into(c, text, &b);
+		assert_int_equal(config_diff_listener(&a.listeners[0], &b.listeners[0]),
+				 cases[i].lis_diff);
+		assert_int_equal(config_diff_program(&a.programs[0], &b.programs[0]),
+				 cases[i].prog_diff);
+		config_free(&b);
+	}
+	/* A new address is a new socket, whatever else changed with it. */
+	load_into(c,
+		  "[listener:web]\naddress = tcp:127.0.0.1:8081\nprogram = app\nbacklog = 9\n"
+		  "[program:app]\ncommand = /bin/true\n",
+		  &b);
+	assert_int_equal(config_diff_listener(&a.listeners[0], &b.listeners[0]),
+			 CONFIG_DIFF_ADDRESS | CONFIG_DIFF_SETTINGS);
+	config_free(&b);
+	config_free(&a);
+}
+
+/* The [baton] keys a reload cannot change name themselves; the rest may change. */
+static void test_check_restart(void **state)
+{
+	struct ctx *c = *state;
+	struct config a, b;
+	char err[512];
+
+	load_into(c, "[baton]\ncontrol = /run/x/a.sock\nlog_level = info\n", &a);
+	load_into(c, "[baton]\ncontrol = /run/x/a.sock\nlog_level = debug\ncontrol_mode = 0660\n", &b);
+	assert_int_equal(config_check_restart(&a.baton, &b.baton, err, sizeof(err)), 0);
+	config_free(&b);
+
+	load_into(c, "[baton]\ncontrol = /run/x/b.sock\n", &b);
+	assert_int_equal(config_check_restart(&a.baton, &b.baton, err, sizeof(err)), -1);
+	assert_string_equal(err, "control: moving the control socket (/run/x/a.sock to /run/x/b.sock) "
+				 "needs a restart of batond; nothing changed");
+	config_free(&b);
+
+	load_into(c, "[baton]\ncontrol = /run/x/a.sock\nlog_file = /var/log/b.log\n", &b);
+	assert_int_equal(config_check_restart(&a.baton, &b.baton, err, sizeof(err)), -1);
+	assert_string_equal(err, "log_file: moving the log ('' to '/var/log/b.log') needs a restart "
+				 "of batond; nothing changed");
+	config_free(&b);
+
+	load_into(c, "[baton]\ncontrol = /run/x/a.sock\nhttp = tcp:127.0.0.1:9180\n", &b);
+	assert_int_equal(config_check_restart(&a.baton, &b.baton, err, sizeof(err)), -1);
+	assert_string_equal(err, "http: moving the HTTP endpoint ('' to 'tcp:127.0.0.1:9180') needs "
+				 "a restart of batond; nothing changed");
+	config_free(&b);
+	config_free(&a);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1195,6 +1285,8 @@ int main(void)
 		T(test_parse_signal),
 		T(test_reference),
 		T(test_reference_man),
+		T(test_diff),
+		T(test_check_restart),
 		/* Once findings, kept apart. */
 		T(test_long_line_limit),
 		T(test_bom),

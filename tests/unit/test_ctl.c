@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "command.h"
 #include "ctl.h"
 
 #define LONG_WORD 1100
@@ -632,6 +633,15 @@ static void test_json_truncate(void **state)
 	}
 }
 
+/* batond has a handler for every command in the table, and no other. */
+static void test_every_command_has_a_handler(void **state)
+{
+	char err[256] = "";
+	(void)state;
+	if (command_check(err, sizeof(err)) < 0)
+		fail_msg("%s", err);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -651,6 +661,7 @@ int main(void)
 		cmocka_unit_test(test_response_bad),
 		cmocka_unit_test(test_commands),
 		cmocka_unit_test(test_check_args),
+		cmocka_unit_test(test_every_command_has_a_handler),
 		cmocka_unit_test(test_usage_matches_counts),
 		cmocka_unit_test(test_help_line),
 		cmocka_unit_test(test_json_escape),
