@@ -366,6 +366,13 @@ static char *reader(char *str, int num, void *stream)
 	if (n < 0)
 		return NULL;
 	p->line++;
+	/* getline() gives the real length: a NUL would cut the value short
+	 * for inih and every string after it, so it is an error, not text. */
+	if (memchr(p->buf, '\0', (size_t)n)) {
+		add_err(p, p->line, "NUL byte in the file");
+		strcpy(str, "\n");
+		return str;
+	}
 	const char *s = p->buf;
 	size_t len = (size_t)n;
 	/* A UTF-8 byte order mark: inih would skip it, but so must we. */

@@ -931,6 +931,56 @@ static void test_no_cascade_bad_unix_address(void **state)
 		fail_msg("two bad addresses: %d errors, want 2:\n%s", n, c->err);
 }
 
+/* Write len bytes (NULs too) as the context's baton.ini and load it. */
+static int load_bytes(struct ctx *c, const char *data, size_t len)
+{
+	config_free(&c->cfg);
+	FILE *f = fopen(c->path, "we");
+	assert_non_null(f);
+	assert_int_equal(fwrite(data, 1, len, f), len);
+	assert_int_equal(fclose(f), 0);
+	memset(c->err, 'X', sizeof(c->err));
+	return config_load(c->path, &c->cfg, c->err, sizeof(c->err));
+}
+
+/* A NUL byte cut a value short without a word (inih sees C strings). */
+static void test_nul_byte(void **state)
+{
+	struct ctx *c = *state;
+	static const char cmd[] = "[program:p]\ncommand = /bin/sleep 100\0 --evil\n" LIS;
+	int n = load_bytes(c, cmd, sizeof(cmd) - 1);
+	if (n < 1 || !has_err(c->err, c->path, 2, "NUL byte in the file"))
+		fail_msg("NUL in a command: want 'NUL byte in the file' at line 2, got %d:\n%s", n,
+			 c->err);
+	assert_empty_cfg(&c->cfg);
+
+	/* In any line (a comment too), each reported; the lines after it keep
+	 * their numbers. */
+	static const char text[] = PROG "environment = A=1\0B=2\n"  /* 3 */
+				   "; a comment \0\n"                 /* 4 */
+				   "workers = x\n" LIS;                /* 5 */
+	n = load_bytes(c, text, sizeof(text) - 1);
+	if (n != 3 || count_lines(c->err) != 3 ||
+	    !has_err(c->err, c->path, 3, "NUL byte in the file") ||
+	    !has_err(c->err, c->path, 4, "NUL byte in the file") || !has_err(c->err, c->path, 5, "workers"))
+		fail_msg("want NUL errors at lines 3 and 4 and workers at 5, got %d:\n%s", n, c->err);
+	assert_empty_cfg(&c->cfg);
+
+	/* A last line without its '\n', and a lone NUL. */
+	static const char last[] = LIS PROG "workers = 2\0";
+	n = load_bytes(c, last, sizeof(last) - 1);
+	assert_int_equal(n, 1);
+	assert_true(has_err(c->err, c->path, 6, "NUL byte in the file"));
+	n = load_bytes(c, "\0", 1);
+	assert_int_equal(n, 1);
+	assert_true(has_err(c->err, c->path, 1, "NUL byte in the file"));
+	assert_empty_cfg(&c->cfg);
+
+	/* The same file without the NUL is fine. */
+	static const char clean[] = LIS PROG "workers = 2\n";
+	assert_int_equal(load_bytes(c, clean, sizeof(clean) - 1), 0);
+}
+
 /* ---- the exported helpers ---- */
 
 static void assert_strv(char **v, const char *const *want)
@@ -1295,6 +1345,7 @@ int main(void)
 		T(test_control_group_line),
 		T(test_no_cascade_bad_program_name),
 		T(test_no_cascade_bad_unix_address),
+		T(test_nul_byte),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
