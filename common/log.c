@@ -112,6 +112,63 @@ int log_parse_level(const char *s, enum log_level *out)
 	return -1;
 }
 
+/* Length of the well-formed UTF-8 sequence at s (n bytes left, s[0] >=
+ * 0x80), or 0 if there is none (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF). */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t len;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		len = 2;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		len = 3;
+		if (s[0] == 0xe0)
+			lo = 0xa0;
+		else if (s[0] == 0xed)
+			hi = 0x9f;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		len = 4;
+		if (s[0] == 0xf0)
+			lo = 0x90;
+		else if (s[0] == 0xf4)
+			hi = 0x8f;
+	} else {
+		return 0;
+	}
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t k = 2; k < len; k++)
+		if (s[k] < 0x80 || s[k] > 0xbf)
+			return 0;
+	return len;
+}
+
+size_t log_sanitize(char *dst, const char *src, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)src;
+	size_t i = 0, o = 0;
+	/* o <= i throughout, so dst may be src: each byte is read first. */
+	while (i < len) {
+		unsigned char c = s[i];
+		if (c < 0x80) {
+			dst[o++] = (c < 0x20 && c != '\t') || c == 0x7f ? '?' : (char)c;
+			i++;
+			continue;
+		}
+		size_t n = utf8_seq(s + i, len - i);
+		if (n == 0 || (c == 0xc2 && s[i + 1] < 0xa0)) { /* not UTF-8, or C1 */
+			dst[o++] = '?';
+			i += n ? n : 1;
+			continue;
+		}
+		memmove(dst + o, src + i, n);
+		o += n;
+		i += n;
+	}
+	return o;
+}
+
 static void vlog(enum log_level level, const char *fmt, va_list ap)
 {
 	int saved = errno;
@@ -137,9 +194,11 @@ static void vlog(enum log_level level, const char *fmt, va_list ap)
 	int m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
 	if (m < 0)
 		m = 0;
-	n += m;
-	if ((size_t)n > sizeof(line) - 2)
-		n = sizeof(line) - 2;
+	if ((size_t)m > sizeof(line) - 2 - n)
+		m = (int)(sizeof(line) - 2 - n);
+	/* The message may carry what a worker or a client sent: one line,
+	 * nothing a terminal would act on. */
+	n += (int)log_sanitize(line + n, line + n, (size_t)m);
 	line[n++] = '\n';
 	/* One write per line so lines from several processes do not mix. */
 	ssize_t w = write(log_fd, line, n);

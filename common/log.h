@@ -27,6 +27,19 @@ enum log_level log_get_level(void);
 int log_parse_level(const char *s, enum log_level *out);
 const char *log_level_name(enum log_level level);
 
+/*
+ * Copy len bytes of src to dst (which may be src) as text that cannot break
+ * a log line or drive a terminal; returns the new length (never more than
+ * len).  The text is taken as UTF-8: tab, printable ASCII and well-formed
+ * UTF-8 sequences stay; the other C0 controls and DEL, every byte that is
+ * not part of a well-formed sequence (a stray 0x80-0xbf, a truncated,
+ * overlong or surrogate sequence, 0xf5-0xff), and the C1 controls
+ * U+0080-U+009F (0xc2 0x80-0x9f) become one '?' each.  So a raw C1 byte of
+ * an 8-bit terminal (0x9b, CSI) is replaced, and "€" (0xe2 0x82 0xac),
+ * whose continuation bytes fall in the same range, is kept.
+ */
+size_t log_sanitize(char *dst, const char *src, size_t len);
+
 void log_msg(enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* Log and exit(1): start-up errors and broken invariants only. */

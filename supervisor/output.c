@@ -102,10 +102,8 @@ static void emit(struct output *o, const char *text, size_t len)
 	}
 	if (len && text[len - 1] == '\r')
 		len--;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)text[i];
-		clean[i] = (c < 0x20 && c != '\t') || c == 0x7f ? '?' : (char)c;
-	}
+	/* Controls (C0, DEL, C1) and bytes that are not UTF-8 become '?'. */
+	len = log_sanitize(clean, text, len);
 	if (!o->file) {
 		log_info("%s: %.*s", o->who, (int)len, clean);
 		return;

@@ -7,6 +7,9 @@
  *   /path     a pipe batond reads; each line is appended to that file with a
  *             timestamp and the "web:0 stdout:" prefix (reopened on SIGUSR1)
  *
+ * Lines are cleaned with log_sanitize() (controls and bytes that are not
+ * UTF-8 become '?'), whatever the destination.
+ *
  * batond never blocks on a worker's output: the pipe is read without
  * blocking, at most OUTPUT_READ_MAX bytes per wakeup, lines are cut at
  * OUTPUT_LINE_MAX bytes, and beyond OUTPUT_RATE lines a second per stream

@@ -974,6 +974,68 @@ static void test_log_long_ident(void **state)
 	}
 }
 
+/* --- log_sanitize: one line, no terminal controls, UTF-8 kept --------- */
+
+#define CLEAN(in, want)                                                         \
+	do {                                                                    \
+		char buf_[256];                                                 \
+		size_t n_ = log_sanitize(buf_, (in), sizeof(in) - 1);           \
+		if (n_ != sizeof(want) - 1 || memcmp(buf_, (want), n_) != 0)    \
+			print_error("log_sanitize(\"%s\"): '%.*s', want '%s'\n", \
+				    #in, (int)n_, buf_, (want));                \
+		assert_int_equal(n_, sizeof(want) - 1);                        \
+		assert_memory_equal(buf_, (want), n_);                         \
+		/* in place gives the same */                                   \
+		memcpy(buf_, (in), sizeof(in) - 1);                             \
+		assert_int_equal(log_sanitize(buf_, buf_, sizeof(in) - 1), n_); \
+		assert_memory_equal(buf_, (want), n_);                         \
+	} while (0)
+
+static void test_log_sanitize(void **state)
+{
+	(void)state;
+	CLEAN("plain text\twith a tab ~", "plain text\twith a tab ~");
+	CLEAN("", "");
+	/* C0 controls, DEL, NUL */
+	CLEAN("a\nb\rc\x1b[31md\x07\x7f\x00z", "a?b?c?[31md???z");
+	/* raw C1 bytes (8-bit CSI, NEL) are not UTF-8 */
+	CLEAN("\x9b" "2J x\x85y\x80\x9f", "?2J x?y??");
+	/* C1 code points U+0080-U+009F, as UTF-8: one '?' each */
+	CLEAN("a\xc2\x9b" "2Jb\xc2\x85\xc2\x80", "a?2Jb??");
+	/* well-formed UTF-8 stays, continuation bytes 0x80-0x9f included */
+	CLEAN("\xc2\xa0nbsp \xc3\xa9t\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xef\xbf\xbd",
+	      "\xc2\xa0nbsp \xc3\xa9t\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xef\xbf\xbd");
+	CLEAN("\xf4\x8f\xbf\xbf\xed\x9f\xbf", "\xf4\x8f\xbf\xbf\xed\x9f\xbf");
+	/* overlong, surrogate, above U+10FFFF, bytes never in UTF-8 */
+	CLEAN("\xc0\xaf\xc1\xbf", "????");
+	CLEAN("\xe0\x80\xaf|\xf0\x80\x80\xaf", "???|????");
+	CLEAN("\xed\xa0\x80", "???");
+	CLEAN("\xf4\x90\x80\x80|\xf5\x80\x80\x80", "????|????");
+	CLEAN("\xfe\xff", "??");
+	/* truncated sequences, at the end and before ASCII */
+	CLEAN("x\xe2\x82", "x??");
+	CLEAN("\xe2\x82x\xf0\x9f\x98 y\xc3", "??x??? y?");
+}
+
+static int log_controls_child(const void *arg)
+{
+	(void)arg;
+	log_init("t");
+	log_info("a\nforged line\r\x1b[2J\xc2\x9b" "31m \x9b \xc3\xa9 %s", "x\ny");
+	return 0;
+}
+
+/* What a message carries (a worker's or a client's text) stays one line. */
+static void test_log_message_sanitized(void **state)
+{
+	(void)state;
+	struct logrun *r = &logrun;
+	run_logged(log_controls_child, NULL, r);
+	expect_exit(r, 0);
+	assert_int_equal(count_lines(r), 1);
+	expect_line(r, 0, "t", "info: a?forged line??[2J?31m ? \xc3\xa9 x?y");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -999,6 +1061,8 @@ int main(void)
 		cmocka_unit_test(test_log_long_message),
 		cmocka_unit_test(test_log_fatal),
 		cmocka_unit_test(test_log_long_ident),
+		cmocka_unit_test(test_log_sanitize),
+		cmocka_unit_test(test_log_message_sanitized),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
