@@ -41,12 +41,67 @@ void log_init(const char *ident)
 	log_journal = stderr_is_journal();
 }
 
+/* 1, with the reason in why, if batond must not append to the file st is. */
+static int refuse(const struct stat *st, char *why, size_t whylen)
+{
+	if (S_ISLNK(st->st_mode))
+		snprintf(why, whylen, "is a symlink");
+	else if (!S_ISREG(st->st_mode))
+		snprintf(why, whylen, "not a regular file");
+	else if (st->st_uid != 0 && st->st_uid != geteuid())
+		snprintf(why, whylen, "owned by uid %u, not root or batond's user",
+			 (unsigned)st->st_uid);
+	else if (st->st_nlink > 1) /* a hard link to a file of root's */
+		snprintf(why, whylen, "has %lu hard links", (unsigned long)st->st_nlink);
+	else
+		return 0;
+	return 1;
+}
+
+int log_open_append(const char *path, char *why, size_t whylen)
+{
+	struct stat st;
+	/* O_NONBLOCK: a FIFO planted at path must not block batond in open();
+	 * it is refused below, and a regular file is made blocking again. */
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
+				    O_NOCTTY, 0640);
+	if (fd < 0) {
+		int e = errno;
+		/* ELOOP: the last component is a symlink (O_NOFOLLOW); ENXIO: a
+		 * FIFO without a reader, or a socket.  Say which, if it is so. */
+		if ((e == ELOOP || e == ENXIO) && lstat(path, &st) == 0 && refuse(&st, why, whylen))
+			return LOG_OPEN_REFUSED;
+		snprintf(why, whylen, "%s", strerror(e));
+		errno = e;
+		return LOG_OPEN_FAILED;
+	}
+	int fl = -1;
+	if (fstat(fd, &st) == 0) {
+		if (refuse(&st, why, whylen)) {
+			close(fd);
+			return LOG_OPEN_REFUSED;
+		}
+		fl = fcntl(fd, F_GETFL);
+	}
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+		int e = errno;
+		snprintf(why, whylen, "%s", strerror(e));
+		close(fd);
+		errno = e;
+		return LOG_OPEN_FAILED;
+	}
+	return fd;
+}
+
 static int open_log(const char *path, char *err, size_t errlen)
 {
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
-	if (fd < 0)
-		snprintf(err, errlen, "cannot open log file %s: %s", path, strerror(errno));
-	return fd;
+	char why[128];
+	int fd = log_open_append(path, why, sizeof(why));
+	if (fd == LOG_OPEN_REFUSED)
+		snprintf(err, errlen, "refusing log file path=%s reason=\"%s\"", path, why);
+	else if (fd < 0)
+		snprintf(err, errlen, "cannot open log file %s: %s", path, why);
+	return fd < 0 ? -1 : fd;
 }
 
 int log_open_file(const char *path, char *err, size_t errlen)

@@ -12,9 +12,10 @@
 enum log_level { LOGL_DEBUG, LOGL_INFO, LOGL_WARN, LOGL_ERROR };
 
 void log_init(const char *ident);
-/* Log to path (appending, created 0640) instead of stderr; reopening the
- * same path again (SIGUSR1, after logrotate moved it) is log_reopen().
- * 0, or -1 with err; on failure the previous destination stays. */
+/* Log to path (appending, created 0640, opened by log_open_append()) instead
+ * of stderr; reopening the same path again (SIGUSR1, after logrotate moved
+ * it) is log_reopen().  0, or -1 with err; on failure the previous
+ * destination stays. */
 int log_open_file(const char *path, char *err, size_t errlen);
 int log_reopen(char *err, size_t errlen);
 /* The file lines go to, or "" for stderr. */
@@ -26,6 +27,22 @@ enum log_level log_get_level(void);
 /* Parse "debug", "info", "warn" or "error"; 0 or -1. */
 int log_parse_level(const char *s, enum log_level *out);
 const char *log_level_name(enum log_level level);
+
+/*
+ * Open path to append log lines to (batond's log, a worker's output file).
+ * batond often runs as root and the directory may be writable by a worker's
+ * user, who could plant a symlink or a hard link to a file of root's there:
+ * so the last component is never followed if it is a symlink, and only a
+ * regular file with one link, owned by root or by our effective uid, is
+ * taken.  A missing file is created 0640.  Returns the fd (close-on-exec,
+ * appending), LOG_OPEN_FAILED with errno and strerror(errno) in why, or
+ * LOG_OPEN_REFUSED with the reason in why ("is a symlink", "not a regular
+ * file", "has 2 hard links", "owned by uid 65534, not root or batond's
+ * user").
+ */
+#define LOG_OPEN_FAILED (-1)
+#define LOG_OPEN_REFUSED (-2)
+int log_open_append(const char *path, char *why, size_t whylen);
 
 /*
  * Copy len bytes of src to dst (which may be src) as text that cannot break

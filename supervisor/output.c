@@ -46,10 +46,16 @@ static struct ofile *file_get(const char *path)
 			f->refs++;
 			return f;
 		}
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+	char why[128];
+	int fd = log_open_append(path, why, sizeof(why));
+	if (fd == LOG_OPEN_REFUSED) {
+		log_error("refusing output file path=%s reason=\"%s\"; logging it instead", path,
+			  why);
+		return NULL;
+	}
 	if (fd < 0) {
 		log_error("cannot open worker output file path=%s error=\"%s\"; logging it instead",
-			  path, strerror(errno));
+			  path, why);
 		return NULL;
 	}
 	if (!(f = calloc(1, sizeof(*f)))) {
@@ -232,11 +238,18 @@ void output_free(struct output *o)
 int output_reopen(char *err, size_t errlen)
 {
 	int rc = 0;
+	char why[128];
 	for (struct ofile *f = files; f; f = f->next) {
-		int fd = open(f->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+		/* On failure the streams write on to the file they have: it was
+		 * checked when it was opened. */
+		int fd = log_open_append(f->path, why, sizeof(why));
 		if (fd < 0) {
-			if (rc == 0)
-				snprintf(err, errlen, "cannot reopen %s: %s", f->path, strerror(errno));
+			if (rc == 0 && fd == LOG_OPEN_REFUSED)
+				snprintf(err, errlen,
+					 "refusing output file path=%s reason=\"%s\"; writing on to the old one",
+					 f->path, why);
+			else if (rc == 0)
+				snprintf(err, errlen, "cannot reopen %s: %s", f->path, why);
 			rc = -1;
 			continue;
 		}

@@ -7,6 +7,12 @@
  *   /path     a pipe batond reads; each line is appended to that file with a
  *             timestamp and the "web:0 stdout:" prefix (reopened on SIGUSR1)
  *
+ * The file is opened by log_open_append(): batond is usually root and the
+ * worker may own the directory, so a symlink, anything but a regular file,
+ * a file with more than one link or one owned by another user is refused
+ * (logged), and the lines go to batond's log instead, as when the file
+ * cannot be opened; on SIGUSR1 the stream keeps its old file.
+ *
  * Lines are cleaned with log_sanitize() (controls and bytes that are not
  * UTF-8 become '?'), whatever the destination.
  *
@@ -31,7 +37,9 @@ struct output;
  * Before fork: set up stream 1 or 2 of worker program:slot for mode.
  * *child_fd is what the child must dup2 onto the stream, or -1 to leave
  * it alone (inherit).  NULL with *child_fd = -1 for inherit, or when the
- * pipe or file cannot be made (logged; the worker then inherits).
+ * pipe cannot be made (logged; the worker then inherits).  A file that
+ * cannot be opened or is refused is logged, and the stream's lines go to
+ * batond's log instead.
  */
 struct output *output_new(const char *program, int slot, int stream, const char *mode,
 			  int *child_fd);

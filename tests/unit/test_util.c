@@ -1036,6 +1036,170 @@ static void test_log_message_sanitized(void **state)
 	expect_line(r, 0, "t", "info: a?forged line??[2J?31m ? \xc3\xa9 x?y");
 }
 
+/* --- log_open_append: nothing planted in a writable directory --------- */
+
+static void expect_refused(const char *path, const char *why_want)
+{
+	char why[128] = "";
+	int fd = log_open_append(path, why, sizeof(why));
+	if (fd != LOG_OPEN_REFUSED || strcmp(why, why_want) != 0)
+		print_error("log_open_append(%s): %d '%s', want refused '%s'\n", path, fd, why,
+			    why_want);
+	assert_int_equal(fd, LOG_OPEN_REFUSED);
+	assert_string_equal(why, why_want);
+}
+
+static void test_log_open_append(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/baton-open-XXXXXX", a[64], b[64], l[64], why[128];
+	struct stat st;
+	assert_non_null(mkdtemp(dir));
+	int nfds = 0;
+	for (int i = 0; i < 1024; i++)
+		nfds += fcntl(i, F_GETFD) >= 0;
+	mode_t um = umask(022);
+
+	/* a new file: 0640, appending, close-on-exec, blocking */
+	snprintf(a, sizeof(a), "%s/a.log", dir);
+	int fd = log_open_append(a, why, sizeof(why));
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0640);
+	int fl = fcntl(fd, F_GETFL);
+	assert_true(fl & O_APPEND);
+	assert_false(fl & O_NONBLOCK);
+	assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	assert_int_equal(write(fd, "one\n", 4), 4);
+	close(fd);
+	/* an existing one of ours: appended to */
+	fd = log_open_append(a, why, sizeof(why));
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "two\n", 4), 4);
+	close(fd);
+	assert_true(file_has(a, "one\ntwo\n"));
+
+	/* a symlink, to a file or to nothing: refused, neither touched */
+	snprintf(l, sizeof(l), "%s/l.log", dir);
+	assert_int_equal(symlink(a, l), 0);
+	expect_refused(l, "is a symlink");
+	assert_int_equal(unlink(l), 0);
+	snprintf(b, sizeof(b), "%s/missing", dir);
+	assert_int_equal(symlink(b, l), 0);
+	expect_refused(l, "is a symlink");
+	assert_int_equal(lstat(b, &st), -1);
+	assert_int_equal(unlink(l), 0);
+	assert_int_equal(stat(a, &st), 0);
+	assert_int_equal(st.st_size, 8);
+
+	/* a hard link to a file: refused, by either name */
+	snprintf(b, sizeof(b), "%s/b.log", dir);
+	assert_int_equal(link(a, b), 0);
+	expect_refused(b, "has 2 hard links");
+	expect_refused(a, "has 2 hard links");
+	assert_int_equal(unlink(b), 0);
+
+	/* a FIFO, without a reader (must not block) and with one */
+	assert_int_equal(mkfifo(b, 0600), 0);
+	expect_refused(b, "not a regular file");
+	int rd = open(b, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	assert_true(rd >= 0);
+	expect_refused(b, "not a regular file");
+	close(rd);
+	assert_int_equal(unlink(b), 0);
+
+	/* someone else's file: only root can make one */
+	if (geteuid() == 0) {
+		fd = open(b, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+		assert_true(fd >= 0);
+		close(fd);
+		assert_int_equal(chown(b, 65534, 65534), 0);
+		expect_refused(b, "owned by uid 65534, not root or batond's user");
+		assert_int_equal(unlink(b), 0);
+	}
+
+	/* what cannot be opened at all: an error, not a refusal */
+	snprintf(b, sizeof(b), "%s/no/such.log", dir);
+	errno = 0;
+	assert_int_equal(log_open_append(b, why, sizeof(why)), LOG_OPEN_FAILED);
+	assert_int_equal(errno, ENOENT);
+	assert_string_equal(why, strerror(ENOENT));
+	assert_int_equal(log_open_append(dir, why, sizeof(why)), LOG_OPEN_FAILED);
+	assert_int_equal(errno, EISDIR);
+	/* a tiny buffer is cut, terminated */
+	char tiny[4];
+	assert_int_equal(symlink(a, l), 0);
+	assert_int_equal(log_open_append(l, tiny, sizeof(tiny)), LOG_OPEN_REFUSED);
+	assert_string_equal(tiny, "is ");
+	assert_int_equal(unlink(l), 0);
+
+	umask(um);
+	int after = 0;
+	for (int i = 0; i < 1024; i++)
+		after += fcntl(i, F_GETFD) >= 0;
+	assert_int_equal(after, nfds);
+	assert_int_equal(unlink(a), 0);
+	assert_int_equal(rmdir(dir), 0);
+}
+
+static int log_file_refused_child(const void *arg)
+{
+	const char *dir = arg;
+	char path[512], rotated[512], target[512], err[512], want[600];
+	snprintf(path, sizeof(path), "%s/b.log", dir);
+	snprintf(rotated, sizeof(rotated), "%s/b.log.1", dir);
+	snprintf(target, sizeof(target), "%s/target", dir);
+	log_init("t");
+	int fd = open(target, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return 10;
+	close(fd);
+	/* at start-up: a symlink is refused, logging stays on stderr */
+	if (symlink(target, path) < 0)
+		return 11;
+	if (log_open_file(path, err, sizeof(err)) != -1)
+		return 12;
+	snprintf(want, sizeof(want), "refusing log file path=%s reason=\"is a symlink\"", path);
+	if (strcmp(err, want) != 0 || log_file_path()[0])
+		return 13;
+	log_info("on stderr");
+	/* on reopen (SIGUSR1): the old file goes on */
+	if (unlink(path) < 0 || log_open_file(path, err, sizeof(err)) < 0)
+		return 14;
+	log_info("one");
+	if (rename(path, rotated) < 0 || symlink(target, path) < 0)
+		return 15;
+	if (log_reopen(err, sizeof(err)) != -1 || strcmp(err, want) != 0)
+		return 16;
+	if (strcmp(log_file_path(), path) != 0)
+		return 17;
+	log_info("two");
+	if (!file_has(rotated, "info: one") || !file_has(rotated, "info: two"))
+		return 18;
+	struct stat st;
+	if (stat(target, &st) < 0 || st.st_size != 0)
+		return 19;
+	return 0;
+}
+
+static void test_log_file_refused(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/baton-log-XXXXXX", path[64];
+	assert_non_null(mkdtemp(dir));
+	struct logrun *r = &logrun;
+	run_logged(log_file_refused_child, dir, r);
+	expect_exit(r, 0);
+	assert_int_equal(count_lines(r), 1);
+	expect_line(r, 0, "t", "info: on stderr");
+	const char *names[] = {"b.log", "b.log.1", "target"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		assert_int_equal(unlink(path), 0);
+	}
+	assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1063,6 +1227,8 @@ int main(void)
 		cmocka_unit_test(test_log_long_ident),
 		cmocka_unit_test(test_log_sanitize),
 		cmocka_unit_test(test_log_message_sanitized),
+		cmocka_unit_test(test_log_open_append),
+		cmocka_unit_test(test_log_file_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
