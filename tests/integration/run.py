@@ -25,6 +25,7 @@ import http_endpoint_tests  # noqa: E402,F401  (/metrics, /healthz, /readyz)
 import man_tests  # noqa: E402,F401  (man pages render and tell the truth)
 import install_tests  # noqa: E402,F401  (make install / uninstall, pkg-config)
 import go_worker_tests  # noqa: E402,F401  (the Go worker example, when go is installed)
+import security_files_tests  # noqa: E402,F401  (planted output/log files, log line cleaning, NUL in config)
 
 def run(args, **kw):
     return subprocess.run(args, capture_output=True, text=True, timeout=30, **kw)
