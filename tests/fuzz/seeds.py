@@ -248,6 +248,9 @@ def config_seeds():
           "http = unix:/tmp/h.sock\ncontrol_mode = 0888\n")
     write("config", "durations", PROG + "ready_timeout = 0\nbackoff = 2h\nbackoff_max = 1s\n"
           "drain_timeout = 99999999999999999999s\nstop_timeout = 1h\n")
+    # A NUL byte inside a value: an error, never a silently cut value.
+    write("config", "nul-byte", "[baton]\nlog_level = info\n[listener:l]\naddress = tcp:127.0.0.1:0\n"
+          "program = p\n[program:p]\ncommand = /bin/sleep 100\0 --evil\nworkers = 1\n")
 
 
 if __name__ == "__main__":
