@@ -224,6 +224,10 @@ static int set_value(struct parse *p, const struct config_key *k, void *base,
 			snprintf(msg, msglen, "'%s' is not an octal file mode like 0660", value);
 			return -1;
 		}
+		if (k->max && mode > (unsigned)k->max) {
+			snprintf(msg, msglen, "'%s' is more than %04llo", value, k->max);
+			return -1;
+		}
 		*(unsigned *)dst = mode;
 		return 0;
 	case T_SIG:

@@ -61,11 +61,13 @@ struct cfg_program {
 	char environment[CFG_STR_MAX * 4];
 	char **env; /* KEY=VALUE strings, NULL terminated */
 	char user[CFG_NAME_MAX];
+	unsigned umask;
 	uint64_t ready_timeout;
 	uint64_t drain_timeout;
 	uint64_t stop_timeout;
 	uint64_t queue_timeout;
 	uint64_t heartbeat_timeout;
+	uint64_t ack_timeout;
 	char stdout_to[CFG_STR_MAX]; /* "log", "inherit" or /path */
 	char stderr_to[CFG_STR_MAX];
 	int stop_signal;

@@ -507,6 +507,9 @@ static const struct bad bad_cases[] = {
 	/* modes */
 	{"mode not octal", "[baton]\ncontrol_mode = 0899\n", 1, 2, "octal file mode"},
 	{"mode symbolic", "[baton]\ncontrol_mode = rw-------\n", 1, 2, "octal file mode"},
+	{"umask above 0777", PROG "umask = 01022\n", 1, 3, "umask: '01022' is more than 0777"},
+	{"umask not octal", PROG "umask = 022x\n", 1, 3, "octal file mode"},
+	{"ack_timeout above max", PROG "ack_timeout = 2h\n", 1, 3, "duration from 0 to 1h"},
 	{"log_file relative", "[baton]\nlog_file = logs/batond.log\n", 1, 2, "log_file: want an absolute path"},
 	{"http unix", "[baton]\nhttp = unix:/tmp/m.sock\n", 1, 2, "http: the HTTP endpoint takes a TCP address"},
 	{"http bad host", "[baton]\nhttp = tcp:example.com:80\n", 1, 2, "http: "},
@@ -1140,8 +1143,9 @@ static void test_reference(void **state)
 		"address", "program", "backlog", "mode", "owner", "tcp_nodelay",
 		"tcp_keepalive", "tcp_keepidle", "tcp_keepintvl", "tcp_keepcnt",
 		"tcp_user_timeout",
-		"command", "workers", "directory", "environment", "user",
-		"ready_timeout", "drain_timeout", "stop_timeout", "queue_timeout", "heartbeat_timeout", "stdout", "stderr",
+		"command", "workers", "directory", "environment", "user", "umask",
+		"ready_timeout", "drain_timeout", "stop_timeout", "queue_timeout", "heartbeat_timeout",
+		"ack_timeout", "stdout", "stderr",
 		"stop_signal", "restart", "backoff", "backoff_max", "start_retries",
 		"start_window", "capacity", "upgrade_batch",
 	};
