@@ -192,6 +192,51 @@ void dispatch_want_write(struct worker *w)
 		event_add(w->ev_write, NULL);
 }
 
+static void arm_ms(struct event *ev, uint64_t ms)
+{
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	evtimer_add(ev, &tv);
+}
+
+/*
+ * A worker must acknowledge each connection within ack_timeout of its
+ * handoff; one that does not is broken (it holds clients and fds without
+ * serving them): killed, and its unacknowledged connections go to others
+ * when it is reaped.  One timer per worker, due for the oldest
+ * unacknowledged connection, so an ACK costs no timer work.
+ */
+static void ack_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	uint64_t limit = pool_cfg_for(w->prog, w->generation)->ack_timeout;
+	struct conn *c = TAILQ_FIRST(&w->unacked);
+	(void)fd;
+	(void)what;
+
+	if (!c || !limit || w->broken)
+		return;
+	uint64_t now = now_ms(), due = c->handed_ms + limit;
+	if (now < due) {
+		arm_ms(w->ev_ack, due - now);
+		return;
+	}
+	char why[96];
+	snprintf(why, sizeof(why), "no ACK within ack_timeout (%llu ms), %u connection%s unacknowledged",
+		 (unsigned long long)limit, w->inflight, w->inflight == 1 ? "" : "s");
+	pool_fail_worker(w, why);
+}
+
+static void ack_arm(struct worker *w)
+{
+	uint64_t limit = pool_cfg_for(w->prog, w->generation)->ack_timeout;
+	if (!limit)
+		return;
+	if (!w->ev_ack && !(w->ev_ack = evtimer_new(batond.base, ack_deadline, w)))
+		fatal("out of memory");
+	if (!evtimer_pending(w->ev_ack, NULL))
+		arm_ms(w->ev_ack, limit);
+}
+
 void dispatch_flush(struct worker *w)
 {
 	uint8_t buf[PROTO_MSG_MAX];
@@ -238,11 +283,14 @@ void dispatch_flush(struct worker *w)
 			pool_fail_worker(w, strerror(errno));
 			return;
 		}
+		uint64_t now = now_ms();
 		for (int i = 0; i < n; i++) {
 			c = TAILQ_FIRST(&w->outbox);
 			TAILQ_REMOVE(&w->outbox, c, link);
+			c->handed_ms = now;
 			TAILQ_INSERT_TAIL(&w->unacked, c, link);
 		}
+		ack_arm(w);
 		w->queued -= n;
 		w->inflight += n;
 		w->handed += n;

@@ -26,6 +26,7 @@ struct conn {
 	int fd;
 	uint64_t accepted_ms;
 	uint64_t accepted_us; /* for the handoff latency histogram */
+	uint64_t handed_ms;   /* sent to a worker: its ACK is due ack_timeout later */
 	char listener[PROTO_LISTENER_MAX];
 	char peer[PROTO_PEER_MAX];
 };

@@ -307,6 +307,8 @@ void pool_fail_worker(struct worker *w, const char *why)
 		event_del(w->ev_write);
 	if (w->ev_retry)
 		event_del(w->ev_retry);
+	if (w->ev_ack)
+		event_del(w->ev_ack);
 	dispatch_reclaim(w, 0);
 	signal_worker(w, SIGKILL);
 	/* Unacked conns come back when it is reaped: it may hold their fds. */
@@ -603,6 +605,8 @@ static void worker_exited(struct worker *w, int status)
 		event_free(w->ev_write);
 	if (w->ev_retry)
 		event_free(w->ev_retry);
+	if (w->ev_ack)
+		event_free(w->ev_ack);
 	after_exit(w, status, how);
 	output_free(w->out[0]);
 	output_free(w->out[1]);

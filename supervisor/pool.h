@@ -44,6 +44,7 @@ struct worker {
 	int chan; /* our end of the SEQPACKET channel; -1 once closed */
 	struct event *ev_read, *ev_write, *ev_timer;
 	struct event *ev_retry; /* fd limit hit in sendmsg: retry on a timer */
+	struct event *ev_ack;   /* the oldest unacknowledged connection's ACK deadline */
 	enum worker_state state;
 	int broken;   /* protocol error: killed, its messages ignored */
 	int retiring; /* we drained or stopped it: do not restart the slot */

@@ -229,6 +229,51 @@ def hung_worker_is_killed_by_heartbeat_timeout(td):
           f"hung worker {victim} killed, {redispatched} connections re-dispatched")
 
 
+NOACK_WORKER = r"""
+import socket, struct, sys
+chan = socket.socket(fileno=3)
+chan.send(struct.pack('<HHIII', 100, 1, 16, 4, 0))   # READY, capacity 4
+held = []
+while True:
+    msg, fds, _, _ = socket.recv_fds(chan, 65536, 64)
+    if not msg:
+        sys.exit(0)
+    held += fds                                      # never acknowledged
+    if struct.unpack_from('<H', msg)[0] == 3:        # STATUS: alive, says HEARTBEAT
+        chan.send(struct.pack('<HHIII', 103, 1, 16, 0, 0))
+"""
+
+
+@test
+def worker_that_never_acks_is_failed_after_ack_timeout(td):
+    """A worker that answers heartbeats but never acknowledges a connection
+    would pin its clients forever: after ack_timeout it is killed and the
+    connections it held unacknowledged are served by the other worker."""
+    script = td.file("noack.py", NOACK_WORKER)
+    wrapper = td.file("worker.sh", "#!/bin/sh\n"
+                      f'[ "$BATON_WORKER" = 0 ] && exec python3 {script}\n'
+                      f"exec {bin_path('baton-http')}\n", mode=0o755)
+    b = Batond(td, web_config(command=wrapper, workers=2,
+                              program_extra="ack_timeout = 1s\nheartbeat_timeout = 10s\n"
+                                            "capacity = 4\nstart_window = 0"), wait_ready=2)
+    port = b.port("v4")
+    fds_before = len(os.listdir(f"/proc/{b.proc.pid}/fd"))
+    load = Load(("127.0.0.1", port), threads=8, max_requests=400, max_seconds=60)
+    wait_until(lambda: load.ok + len(load.errors) >= 400, 60, "400 requests answered")
+    ok, errors = load.finish()
+    assert not errors and ok == 400, (ok, errors[:5])
+    b.wait_log(r'worker failed, killing it program=web slot=0 pid=\d+ reason="no ACK within '
+               r'ack_timeout \(1000 ms\), \d+ connections? unacknowledged"', 10)
+    m = re.search(r'baton_connections_redispatched_total\{program="web"\} (\d+)',
+                  subprocess.run([bin_path("batonctl"), "-s", b.control, "metrics"],
+                                 capture_output=True, text=True, timeout=30).stdout)
+    assert m and int(m.group(1)) >= 1, m
+    wait_until(lambda: len(os.listdir(f"/proc/{b.proc.pid}/fd")) <= fds_before + 4, 15,
+               "batond's fds back near idle")
+    print(f"    {ok} requests, 0 errors; {m.group(1)} connections re-dispatched from the "
+          "worker that never acknowledged")
+
+
 @test
 def python_worker_answers_status_in_time(td):
     """The example Python worker keeps a short heartbeat_timeout happy."""

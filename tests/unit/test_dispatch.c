@@ -105,6 +105,8 @@ static int teardown(void **state)
 		free_list(&w->unacked);
 		if (w->ev_write)
 			event_free(w->ev_write);
+		if (w->ev_ack)
+			event_free(w->ev_ack);
 		if (w->chan >= 0)
 			close(w->chan);
 		if (f->peer[i] >= 0)
@@ -935,6 +937,67 @@ static void test_listener_pause(void **state)
 	close(l.fd);
 }
 
+/* ---- the ACK deadline ---- */
+
+/* Run the loop for about ms milliseconds. */
+static void run_loop_ms(int ms)
+{
+	struct timeval tv = {0, ms * 1000};
+	event_base_loopexit(batond.base, &tv);
+	event_base_dispatch(batond.base);
+}
+
+/* A worker that does not acknowledge within ack_timeout is failed; one
+ * that acknowledges in time is not, and its timer follows the oldest
+ * unacknowledged connection. */
+static void test_ack_deadline(void **state)
+{
+	struct fx *f = *state;
+	struct proto_msg m;
+	int fds[FDPASS_MAX];
+
+	f->p.cfg.ack_timeout = 300;
+	struct worker *slow = add_worker(f, 8, WS_RUNNING);
+	dispatch_new(f);
+	dispatch_kick(&f->p);
+	assert_int_equal(slow->inflight, 1);
+	assert_non_null(slow->ev_ack);
+	assert_true(evtimer_pending(slow->ev_ack, NULL));
+	assert_int_equal(recv_msg(f->peer[0], &m, fds), 1);
+	fdpass_close_all(fds, 1);
+	run_loop_ms(20);
+	assert_false(slow->broken); /* not yet due */
+	run_loop_ms(400);
+	assert_true(slow->broken); /* 420 ms > 300 ms: failed */
+
+	/* Another worker acks each connection within the deadline: never failed. */
+	struct worker *good = add_worker(f, 8, WS_RUNNING);
+	for (int round = 0; round < 4; round++) {
+		dispatch_new(f);
+		dispatch_kick(&f->p);
+		assert_int_equal(good->inflight, 1);
+		assert_int_equal(recv_msg(f->peer[1], &m, fds), 1);
+		fdpass_close_all(fds, 1);
+		run_loop_ms(30);
+		uint64_t id = m.u.conn.conns[0].id;
+		assert_int_equal(dispatch_ack(good, &id, 1), 0);
+		assert_int_equal(dispatch_done(good, 1), 0);
+	}
+	run_loop_ms(400); /* the timer fires with nothing unacknowledged */
+	assert_false(good->broken);
+	assert_false(evtimer_pending(good->ev_ack, NULL));
+
+	/* 0 turns it off. */
+	f->p.cfg.ack_timeout = 0;
+	dispatch_new(f);
+	dispatch_kick(&f->p);
+	assert_int_equal(recv_msg(f->peer[1], &m, fds), 1);
+	fdpass_close_all(fds, 1);
+	run_loop_ms(100);
+	assert_false(good->broken);
+	assert_false(evtimer_pending(good->ev_ack, NULL));
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -959,6 +1022,7 @@ int main(void)
 		T(test_backpressure),
 		T(test_send_failure),
 		T(test_listener_pause),
+		T(test_ack_deadline),
 	};
 	/* SIGPIPE would end the run if a send ever raced a close. */
 	signal(SIGPIPE, SIG_IGN);
