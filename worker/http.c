@@ -7,6 +7,10 @@
  * --body text and the headers X-Baton-Pid and X-Baton-Generation; other
  * paths 404, other methods 405, malformed requests 400 and close.
  *
+ * It is meant to be exposed: a client that does not read its responses
+ * stops being read and is then closed, and a request must arrive in
+ * bounded time.
+ *
  * Draining never races a client: a kept-alive connection is closed only
  * right after a response that said "Connection: close", so the next request
  * on each connection is still answered; idle ones stay open until the
@@ -33,14 +37,25 @@
 
 #define HEADER_MAX 8192
 #define IDLE_TIMEOUT_SEC 75
+/* Unsent response bytes above which a connection is not read: a client that
+ * pipelines requests and never reads the answers costs this much, no more. */
+#define OUTPUT_MAX (256 * 1024)
+/* A client that takes none of its pending responses for this long is gone
+ * or hostile; with reading paused, nothing else would ever end it. */
+#define WRITE_TIMEOUT_SEC 10
+/* From the first byte of a request until its header is complete (and again
+ * until its body is in): a client trickling bytes cannot hold a connection. */
+#define REQUEST_TIMEOUT_SEC 10
 
 struct hconn {
 	struct bufferevent *bev;
+	struct event *deadline; /* REQUEST_TIMEOUT_SEC for the request under way */
 	uint64_t id;
 	int from_baton;
-	int close_after;  /* close once the current response is written */
-	int closing;      /* the last response is queued; read nothing more */
-	size_t body_left; /* request body bytes still to discard */
+	int close_after;        /* close once the current response is written */
+	int closing;            /* the last response is queued; read nothing more */
+	int paused;             /* not read until the output above OUTPUT_MAX is out */
+	uint64_t body_left;     /* request body bytes still to discard */
 	LIST_ENTRY(hconn) link;
 };
 
@@ -60,6 +75,7 @@ static void conn_end(struct hconn *h)
 {
 	LIST_REMOVE(h, link);
 	app.nconns--;
+	event_free(h->deadline);
 	bufferevent_free(h->bev); /* closes the fd */
 	if (h->from_baton)
 		baton_done(app.baton, h->id);
@@ -166,7 +182,7 @@ static void serve(struct hconn *h, char *hdr)
 			fail(h, 400, "Bad Request");
 			return;
 		}
-		h->body_left = (size_t)n;
+		h->body_left = n;
 	}
 	if (app.draining)
 		h->close_after = 1;
@@ -180,20 +196,38 @@ static void serve(struct hconn *h, char *hdr)
 		respond(h, 200, "OK", head, app.body, app.body_len);
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+/*
+ * Serve the requests buffered on h until the input runs out, the output is
+ * above OUTPUT_MAX (reading pauses until it is sent) or the connection is
+ * closing.  May free h.
+ */
+static void conn_process(struct hconn *h)
 {
-	struct hconn *h = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer *in = bufferevent_get_input(h->bev);
+	struct evbuffer *out = bufferevent_get_output(h->bev);
 	char hdr[HEADER_MAX + 1];
 
 	while (!h->closing) {
 		if (h->body_left) {
-			size_t n = evbuffer_get_length(in);
+			uint64_t n = evbuffer_get_length(in);
 			n = n < h->body_left ? n : h->body_left;
-			evbuffer_drain(in, n);
+			evbuffer_drain(in, (size_t)n);
 			h->body_left -= n;
 			if (h->body_left)
-				return;
+				break;
+			evtimer_del(h->deadline); /* this request is all in */
+		}
+		if (evbuffer_get_length(out) > OUTPUT_MAX) {
+			h->paused = 1;
+			break;
+		}
+		/* Empty lines before a request line are ignored (RFC 9112 §2.2). */
+		while (evbuffer_get_length(in) >= 2) {
+			char crlf[2];
+			evbuffer_copyout(in, crlf, 2);
+			if (crlf[0] != '\r' || crlf[1] != '\n')
+				break;
+			evbuffer_drain(in, 2);
 		}
 		struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
 		if (end.pos < 0) {
@@ -206,6 +240,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 			fail(h, 431, "Request Header Fields Too Large");
 			break;
 		}
+		evtimer_del(h->deadline); /* the header is in */
 		evbuffer_remove(in, hdr, hlen);
 		hdr[hlen] = 0;
 		if (memchr(hdr, 0, hlen)) {
@@ -216,40 +251,88 @@ static void on_read(struct bufferevent *bev, void *arg)
 	}
 	if (h->closing) {
 		/* Read no more; on_write ends the connection once flushed. */
-		bufferevent_disable(bev, EV_READ);
-		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_disable(h->bev, EV_READ);
+		evtimer_del(h->deadline);
+		if (evbuffer_get_length(out) == 0)
 			conn_end(h);
+		return;
 	}
+	if (h->paused) {
+		/* The client is not reading: its clock is the write timeout. */
+		bufferevent_disable(h->bev, EV_READ);
+		evtimer_del(h->deadline);
+		return;
+	}
+	/* Part of a request is here: it has REQUEST_TIMEOUT_SEC to complete. */
+	if ((h->body_left || evbuffer_get_length(in)) && !evtimer_pending(h->deadline, NULL)) {
+		struct timeval tv = {REQUEST_TIMEOUT_SEC, 0};
+		evtimer_add(h->deadline, &tv);
+	}
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	conn_process(arg);
 }
 
 static void on_write(struct bufferevent *bev, void *arg)
 {
 	struct hconn *h = arg;
-	(void)bev;
-	if (h->closing)
+
+	if (h->closing) {
 		conn_end(h);
+	} else if (h->paused) {
+		/* All sent: read again, starting with what is already buffered. */
+		h->paused = 0;
+		bufferevent_enable(bev, EV_READ);
+		conn_process(h);
+	}
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
 	(void)bev;
-	(void)what; /* EOF, error or idle timeout: the connection is over */
+	(void)what; /* EOF, error, idle or write timeout: the connection is over */
 	conn_end(arg);
+}
+
+/* A request took longer than REQUEST_TIMEOUT_SEC to arrive. */
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct hconn *h = arg;
+
+	(void)fd;
+	(void)what;
+	if (h->body_left) {
+		/* Its response is already queued: close once that is out. */
+		h->close_after = h->closing = 1;
+	} else {
+		fail(h, 408, "Request Timeout");
+	}
+	conn_process(h);
 }
 
 static void conn_new(int fd, uint64_t id, int from_baton)
 {
-	struct timeval idle = {IDLE_TIMEOUT_SEC, 0};
+	struct timeval idle = {IDLE_TIMEOUT_SEC, 0}, write = {WRITE_TIMEOUT_SEC, 0};
 	struct hconn *h = calloc(1, sizeof(*h));
 	int one = 1;
 
 	evutil_make_socket_nonblocking(fd);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* not TCP: harmless */
-	if (h)
+	if (h) {
 		h->bev = bufferevent_socket_new(app.base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (!h || !h->bev) {
+		h->deadline = evtimer_new(app.base, on_deadline, h);
+	}
+	if (!h || !h->bev || !h->deadline) {
 		fprintf(stderr, "baton-http: out of memory, closing a connection\n");
-		close(fd);
+		if (h && h->bev)
+			bufferevent_free(h->bev); /* closes the fd */
+		else
+			close(fd);
+		if (h && h->deadline)
+			event_free(h->deadline);
 		free(h);
 		if (from_baton)
 			baton_done(app.baton, id);
@@ -260,7 +343,9 @@ static void conn_new(int fd, uint64_t id, int from_baton)
 	LIST_INSERT_HEAD(&app.conns, h, link);
 	app.nconns++;
 	bufferevent_setcb(h->bev, on_read, on_write, on_event, h);
-	bufferevent_set_timeouts(h->bev, &idle, NULL);
+	/* The idle timeout ends a silent connection; the write timeout one
+	 * whose client stopped reading (its output cannot drain). */
+	bufferevent_set_timeouts(h->bev, &idle, &write);
 	bufferevent_enable(h->bev, EV_READ);
 }
 

@@ -22,6 +22,7 @@ import fault_tests  # noqa: E402,F401  (fault injection: chaos, garbage, fds, le
 import valgrind_tests  # noqa: E402,F401  (batond under memcheck)
 import systemd_tests  # noqa: E402,F401  (sd_notify)
 import http_endpoint_tests  # noqa: E402,F401  (/metrics, /healthz, /readyz)
+import http_worker_tests  # noqa: E402,F401  (baton-http against hostile clients, ab)
 import man_tests  # noqa: E402,F401  (man pages render and tell the truth)
 import install_tests  # noqa: E402,F401  (make install / uninstall, pkg-config)
 import go_worker_tests  # noqa: E402,F401  (the Go worker example, when go is installed)
