@@ -7,9 +7,10 @@
  * --body text and the headers X-Baton-Pid and X-Baton-Generation; other
  * paths 404, other methods 405, malformed requests 400 and close.
  *
- * It is meant to be exposed: a client that does not read its responses
- * stops being read and is then closed, and a request must arrive in
- * bounded time.
+ * It is meant to be exposed: header framing is parsed strictly (anything
+ * two parsers could read differently is a 400 and a close), a client that
+ * does not read its responses stops being read and is then closed, and a
+ * request must arrive in bounded time.
  *
  * Draining never races a client: a kept-alive connection is closed only
  * right after a response that said "Connection: close", so the next request
@@ -114,83 +115,183 @@ static void fail(struct hconn *h, int status, const char *reason)
 	respond(h, status, reason, 0, body, (size_t)n);
 }
 
-/* Value of header name in the block hdr (lines ending in \r\n), or NULL. */
-static const char *header(char *hdr, const char *name, size_t *len)
-{
-	size_t nl = strlen(name);
+/* What serve() needs from a request's header block. */
+struct request {
+	const char *method;
+	const char *target;
+	int http10;
+	int hosts;           /* Host fields */
+	int lengths;         /* Content-Length fields */
+	uint64_t length;
+	int te_fields;       /* Transfer-Encoding fields */
+	int te_chunked;      /* times "chunked" is listed */
+	int te_last_chunked; /* the last coding listed is "chunked" */
+	int conn_close;      /* Connection options */
+	int conn_keepalive;
+};
 
-	for (char *line = strstr(hdr, "\r\n"); line; line = strstr(line, "\r\n")) {
-		line += 2;
-		if (strncasecmp(line, name, nl) == 0 && line[nl] == ':') {
-			char *v = line + nl + 1;
-			while (*v == ' ' || *v == '\t')
-				v++;
-			char *end = strstr(v, "\r\n");
-			while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
-				end--;
-			*len = (size_t)(end - v);
-			return v;
-		}
-	}
-	return NULL;
+/* A tchar of RFC 9110 §5.6.2: what methods and field names are made of. */
+static int is_tchar(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
-static int token_in(const char *v, size_t len, const char *token)
+/* The next element of the comma-separated list at *p, trimmed, with its
+ * length in *len; NULL at the end.  Empty elements are skipped. */
+static const char *list_next(const char **p, size_t *len)
 {
-	size_t tl = strlen(token);
+	const char *s = *p;
 
-	for (size_t i = 0; i + tl <= len; i++)
-		if (strncasecmp(v + i, token, tl) == 0)
-			return 1;
+	while (*s == ' ' || *s == '\t' || *s == ',')
+		s++;
+	if (*s == 0)
+		return NULL;
+	const char *e = s + strcspn(s, ",");
+	*p = e;
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+		e--;
+	*len = (size_t)(e - s);
+	return s;
+}
+
+static int elem_is(const char *s, size_t len, const char *word)
+{
+	return len == strlen(word) && strncasecmp(s, word, len) == 0;
+}
+
+/* Note one header field in r; -1 if its value is not valid for it. */
+static int request_field(struct request *r, const char *name, const char *v)
+{
+	const char *e;
+	size_t len;
+
+	if (strcasecmp(name, "Content-Length") == 0) {
+		/*
+		 * Digits only, and one field: RFC 9110 §8.6 lets a recipient
+		 * either merge repeated equal values or reject them, and we
+		 * reject them, so that no list or repetition is ever read two
+		 * ways (a well-behaved client sends one value).
+		 */
+		len = strlen(v);
+		if (r->lengths++ || len == 0 || len > 18 || strspn(v, "0123456789") != len)
+			return -1;
+		r->length = strtoull(v, NULL, 10);
+	} else if (strcasecmp(name, "Transfer-Encoding") == 0) {
+		r->te_fields++;
+		while ((e = list_next(&v, &len))) {
+			r->te_last_chunked = elem_is(e, len, "chunked");
+			r->te_chunked += r->te_last_chunked;
+		}
+	} else if (strcasecmp(name, "Connection") == 0) {
+		while ((e = list_next(&v, &len))) {
+			r->conn_close |= elem_is(e, len, "close");
+			r->conn_keepalive |= elem_is(e, len, "keep-alive");
+		}
+	} else if (strcasecmp(name, "Host") == 0) {
+		r->hosts++;
+	}
 	return 0;
 }
 
-/* Parse and answer one request of hlen header bytes held in hdr. */
-static void serve(struct hconn *h, char *hdr)
+/*
+ * Parse the header block hdr (hlen bytes ending in the empty line, then a
+ * NUL) into r, cutting it into strings in place.  Returns 0 or -1 when the
+ * block is malformed: a client whose framing we cannot read exactly may be
+ * framing it differently for a proxy in front of us, so it gets a 400.
+ */
+static int request_parse(char *hdr, size_t hlen, struct request *r)
 {
-	char method[16], target[1024], version[16];
-	const char *v;
-	size_t vlen;
+	char *p, *eol;
 
-	if (sscanf(hdr, "%15s %1023s %15s", method, target, version) != 3 ||
-	    strncmp(version, "HTTP/1.", 7) != 0) {
+	memset(r, 0, sizeof(*r));
+	/* Lines end in CRLF only: some parsers take a bare CR or LF for a line
+	 * end and some do not (RFC 9112 §2.2). */
+	for (size_t i = 0; i < hlen; i++)
+		if (hdr[i] == 0 || (hdr[i] == '\r' && hdr[i + 1] != '\n') ||
+		    (hdr[i] == '\n' && (i == 0 || hdr[i - 1] != '\r')))
+			return -1;
+
+	/* request-line = method SP request-target SP HTTP-version */
+	eol = strstr(hdr, "\r\n");
+	*eol = 0;
+	r->method = p = hdr;
+	while (is_tchar((unsigned char)*p))
+		p++;
+	if (p == r->method || *p != ' ')
+		return -1;
+	*p++ = 0;
+	r->target = p;
+	while ((unsigned char)*p > ' ' && *p != 0x7f)
+		p++;
+	if (p == r->target || *p != ' ')
+		return -1;
+	*p++ = 0;
+	if (strncmp(p, "HTTP/1.", 7) != 0 || p[7] < '0' || p[7] > '9' || p[8] != 0)
+		return -1;
+	r->http10 = p[7] == '0';
+
+	/* field-line = field-name ":" OWS field-value OWS, up to the empty line */
+	for (p = eol + 2; *p != '\r'; p = eol + 2) {
+		char *name = p, *v, *end;
+
+		eol = strstr(p, "\r\n");
+		while (is_tchar((unsigned char)*p))
+			p++;
+		/* Nothing between name and colon, no folded line (RFC 9112 §5.1, §5.2). */
+		if (p == name || *p != ':')
+			return -1;
+		*p++ = 0;
+		for (v = p; *v == ' ' || *v == '\t'; v++)
+			;
+		for (end = eol; end > v && (end[-1] == ' ' || end[-1] == '\t'); end--)
+			;
+		*end = 0;
+		for (p = v; p < end; p++)
+			if (((unsigned char)*p < ' ' && *p != '\t') || *p == 0x7f)
+				return -1;
+		if (request_field(r, name, v) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Answer the request whose header block (hlen bytes) is in hdr. */
+static void serve(struct hconn *h, char *hdr, size_t hlen)
+{
+	struct request r;
+
+	if (request_parse(hdr, hlen, &r) < 0) {
 		fail(h, 400, "Bad Request");
 		return;
 	}
-	int http10 = strcmp(version, "HTTP/1.0") == 0;
-	v = header(hdr, "Connection", &vlen);
-	if (v ? token_in(v, vlen, "close")
-	      : http10) /* 1.0 without keep-alive closes */
-		h->close_after = 1;
-	if (http10 && v && !token_in(v, vlen, "keep-alive"))
-		h->close_after = 1;
-	if (header(hdr, "Transfer-Encoding", &vlen)) {
-		fail(h, 501, "Not Implemented");
+	/* RFC 9112 §3.2: one Host field, and HTTP/1.1 must send it. */
+	if (r.hosts > 1 || (!r.http10 && r.hosts == 0)) {
+		fail(h, 400, "Bad Request");
 		return;
 	}
-	if ((v = header(hdr, "Content-Length", &vlen))) {
-		char num[24], *end;
-		if (vlen == 0 || vlen >= sizeof(num)) {
+	if (r.te_fields) {
+		/*
+		 * Where this request ends is in doubt if Content-Length comes
+		 * too, if it is HTTP/1.0, or if chunked is not the one final
+		 * coding (RFC 9112 §6.1, §6.3): 400.  A well-formed chunked body
+		 * is one we do not decode, so we cannot find the next request:
+		 * 501.  Either way the connection closes.
+		 */
+		if (r.lengths || r.http10 || !r.te_last_chunked || r.te_chunked != 1)
 			fail(h, 400, "Bad Request");
-			return;
-		}
-		memcpy(num, v, vlen);
-		num[vlen] = 0;
-		errno = 0;
-		unsigned long long n = strtoull(num, &end, 10);
-		if (errno || *end || num[0] == '-') {
-			fail(h, 400, "Bad Request");
-			return;
-		}
-		h->body_left = n;
+		else
+			fail(h, 501, "Not Implemented");
+		return;
 	}
-	if (app.draining)
+	h->body_left = r.length;
+	if (r.conn_close || (r.http10 && !r.conn_keepalive) || app.draining)
 		h->close_after = 1;
 
-	int head = strcmp(method, "HEAD") == 0;
-	if (strcmp(method, "GET") != 0 && !head)
+	int head = strcmp(r.method, "HEAD") == 0;
+	if (strcmp(r.method, "GET") != 0 && !head)
 		respond(h, 405, "Method Not Allowed", 0, "405 Method Not Allowed\n", 23);
-	else if (strcmp(target, "/") != 0)
+	else if (strcmp(r.target, "/") != 0)
 		respond(h, 404, "Not Found", head, "404 Not Found\n", 14);
 	else
 		respond(h, 200, "OK", head, app.body, app.body_len);
@@ -243,11 +344,7 @@ static void conn_process(struct hconn *h)
 		evtimer_del(h->deadline); /* the header is in */
 		evbuffer_remove(in, hdr, hlen);
 		hdr[hlen] = 0;
-		if (memchr(hdr, 0, hlen)) {
-			fail(h, 400, "Bad Request");
-			break;
-		}
-		serve(h, hdr);
+		serve(h, hdr, hlen);
 	}
 	if (h->closing) {
 		/* Read no more; on_write ends the connection once flushed. */

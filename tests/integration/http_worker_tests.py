@@ -1,6 +1,6 @@
 """baton-http exposed to hostile clients: a pipelining client that never
-reads, and slow headers and bodies, each against a real worker behind a
-real batond, over loopback only.
+reads, slow headers and bodies, and ambiguous request framing (smuggling),
+each against a real worker behind a real batond, over loopback only.
 
 The limits tested are the constants at the top of worker/http.c.
 """
@@ -138,4 +138,116 @@ def http_worker_slow_clients_are_closed_at_the_request_deadline(td):
     idle.close()
     print(f"    slow header closed after {head_closed:.1f} s, slow body after {body_closed:.1f} s; "
           f"{served} other requests served meanwhile")
+    assert b.stop() == 0
+
+
+def closed_after(s, timeout=10):
+    """Read what is left on s until the peer closes it; returns those bytes,
+    or raises if it is still open after timeout seconds."""
+    s.settimeout(timeout)
+    data = b""
+    try:
+        while len(data) < 1 << 20:
+            chunk = s.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+    except ConnectionResetError:
+        return data
+    except socket.timeout:
+        pass
+    raise AssertionError(f"still open after {timeout} s; read {data[:200]!r}")
+
+
+def statuses(s, n):
+    """Status codes of the next n responses on s (read_response() would drop
+    whatever follows the first one in the same read)."""
+    data, codes = b"", []
+    while len(codes) < n:
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"closed after {codes}: {data!r}")
+            data += chunk
+            continue
+        head = data[:end].decode()
+        length = int(re.search(r"^content-length:\s*(\d+)", head, re.M | re.I).group(1))
+        if len(data) < end + 4 + length:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"closed in a body after {codes}")
+            data += chunk
+            continue
+        codes.append(int(head.split()[1]))
+        data = data[end + 4 + length:]
+    return codes
+
+
+def exchange(port, request, timeout=10):
+    """Send request on a new connection; return (status, headers, the
+    connection's socket) after reading one response."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(request)
+    status_, headers, _ = read_response(s)
+    return status_, headers, s
+
+
+@test
+def http_worker_rejects_ambiguous_framing(td):
+    """Anything two HTTP parsers could frame differently (the stuff of
+    request smuggling, RFC 9112 §6.3, §5.1, §2.2, §3.2) gets 400 and a
+    closed connection; nothing after it on the connection is answered."""
+    b = Batond(td, web_config(workers=1), wait_ready=1)
+    port = b.port("v4")
+    smuggled = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+    bad = [
+        ("differing Content-Length", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 40\r\n\r\nabc"),
+        # Equal repeated values: RFC 9110 §8.6 lets a recipient merge them or
+        # reject the message; baton-http rejects them, so that a repeated or
+        # listed length is never read two ways.
+        ("equal Content-Length twice", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc"),
+        ("Content-Length list", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 3\r\n\r\nabc"),
+        ("Transfer-Encoding space colon", b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n"),
+        ("Content-Length space colon", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length : 3\r\n\r\nabc"),
+        ("tab before colon", b"GET / HTTP/1.1\r\nHost: x\r\nX-A\t: b\r\n\r\n"),
+        ("Content-Length non-digit", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3x\r\n\r\nabc"),
+        ("Content-Length plus sign", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\nabc"),
+        ("Content-Length negative", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"),
+        ("Content-Length hex", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0x3\r\n\r\nabc"),
+        ("Content-Length empty", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: \r\n\r\n"),
+        ("Content-Length huge", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n"),
+        ("Transfer-Encoding and Content-Length", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        ("Transfer-Encoding not ending in chunked", b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n"),
+        ("chunked twice", b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        ("Transfer-Encoding in HTTP/1.0", b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        ("bare LF line end", b"GET / HTTP/1.1\r\nHost: x\r\nX-A: b\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        ("bare CR", b"GET / HTTP/1.1\r\nHost: x\r\nX-A: b\rContent-Length: 3\r\n\r\nabc"),
+        ("folded line", b"GET / HTTP/1.1\r\nHost: x\r\nX-A: b\r\n Content-Length: 3\r\n\r\nabc"),
+        ("control character", b"GET / HTTP/1.1\r\nHost: x\r\nX-A: b\x01c\r\n\r\n"),
+        ("no colon", b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length 3\r\n\r\nabc"),
+        ("two Host fields", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+        ("HTTP/1.1 without Host", b"GET / HTTP/1.1\r\n\r\n"),
+        ("request line extra word", b"GET / HTTP/1.1 x\r\nHost: x\r\n\r\n"),
+        ("HTTP/2.0", b"GET / HTTP/2.0\r\nHost: x\r\n\r\n"),
+    ]
+    for name, request in bad:
+        status_, headers, s = exchange(port, request + smuggled)
+        rest = closed_after(s)
+        s.close()
+        assert status_ == 400 and headers.get("connection") == "close", (name, status_, headers)
+        assert rest == b"", (name, rest)  # the smuggled request got no answer
+    # A chunked body is well-formed but not decoded: 501, then closed, as
+    # the next request could not be found.
+    status_, headers, s = exchange(port, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled)
+    assert status_ == 501 and closed_after(s) == b"", status_
+    s.close()
+    # The same connection goes on after a body that is framed right.
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    body = b"GET /in-the-body HTTP/1.1\r\nHost: x\r\n\r\n"
+    s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s%s" % (len(body), body, REQ))
+    assert statuses(s, 2) == [405, 200]  # not the 404 of /in-the-body
+    s.close()
+    assert b.ready_pids("web") and "worker exited" not in b.log(), b.tail()
+    print(f"    {len(bad)} malformed framings: 400 and closed, nothing after them answered")
     assert b.stop() == 0
