@@ -53,6 +53,7 @@ struct hconn {
 	struct event *deadline; /* REQUEST_TIMEOUT_SEC for the request under way */
 	uint64_t id;
 	int from_baton;
+	int http10;             /* the current request is HTTP/1.0 */
 	int close_after;        /* close once the current response is written */
 	int closing;            /* the last response is queued; read nothing more */
 	int paused;             /* not read until the output above OUTPUT_MAX is out */
@@ -89,7 +90,13 @@ static void respond(struct hconn *h, int status, const char *reason,
 		    int head_only, const char *body, size_t body_len)
 {
 	struct evbuffer *out = bufferevent_get_output(h->bev);
+	const char *conn = "";
 
+	/* An HTTP/1.0 client keeps the connection only if told so (RFC 9112 §9.3). */
+	if (h->close_after)
+		conn = "Connection: close\r\n";
+	else if (h->http10)
+		conn = "Connection: keep-alive\r\n";
 	evbuffer_add_printf(out,
 			    "HTTP/1.1 %d %s\r\n"
 			    "Content-Type: text/plain\r\n"
@@ -98,8 +105,7 @@ static void respond(struct hconn *h, int status, const char *reason,
 			    "X-Baton-Generation: %d\r\n"
 			    "%s\r\n",
 			    status, reason, body_len, (int)getpid(),
-			    app.generation,
-			    h->close_after ? "Connection: close\r\n" : "");
+			    app.generation, conn);
 	if (!head_only)
 		evbuffer_add(out, body, body_len);
 	if (h->close_after)
@@ -261,10 +267,12 @@ static void serve(struct hconn *h, char *hdr, size_t hlen)
 {
 	struct request r;
 
+	h->http10 = 0;
 	if (request_parse(hdr, hlen, &r) < 0) {
 		fail(h, 400, "Bad Request");
 		return;
 	}
+	h->http10 = r.http10;
 	/* RFC 9112 §3.2: one Host field, and HTTP/1.1 must send it. */
 	if (r.hosts > 1 || (!r.http10 && r.hosts == 0)) {
 		fail(h, 400, "Bad Request");

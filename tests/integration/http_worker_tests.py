@@ -1,16 +1,19 @@
 """baton-http exposed to hostile clients: a pipelining client that never
-reads, slow headers and bodies, and ambiguous request framing (smuggling),
-each against a real worker behind a real batond, over loopback only.
+reads, slow headers and bodies, ambiguous request framing (smuggling), and
+HTTP/1.0 keep-alive (with ab), each against a real worker behind a real
+batond or listening by itself (--listen), over loopback only.
 
 The limits tested are the constants at the top of worker/http.c.
 """
+import os
 import re
 import select
 import socket
+import subprocess
 import time
 
-from harness import Batond, bin_path, http_get, read_response, test, web_config
-from upgrade_tests import program, status
+from harness import Batond, bin_path, http_get, read_response, test, wait_until, web_config
+from upgrade_tests import ab_available, program, run_ab, status
 
 WRITE_TIMEOUT = 10    # WRITE_TIMEOUT_SEC
 REQUEST_TIMEOUT = 10  # REQUEST_TIMEOUT_SEC
@@ -251,3 +254,93 @@ def http_worker_rejects_ambiguous_framing(td):
     assert b.ready_pids("web") and "worker exited" not in b.log(), b.tail()
     print(f"    {len(bad)} malformed framings: 400 and closed, nothing after them answered")
     assert b.stop() == 0
+
+
+class Direct:
+    """baton-http --listen on a free loopback port, without batond; killed
+    by PID when the test ends."""
+
+    def __init__(self, td, *args):
+        self.logpath = os.path.join(td.path, "direct.log")
+        self.logf = open(self.logpath, "w")
+        self.proc = None
+        td.procs.append(self)
+        for _ in range(5):  # a port probed free may be taken before we bind it
+            probe = socket.socket()
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+            probe.close()
+            self.proc = subprocess.Popen([bin_path("baton-http"), "--listen", f"tcp:127.0.0.1:{self.port}", *args],
+                                         stdin=subprocess.DEVNULL, stdout=self.logf, stderr=subprocess.STDOUT)
+            try:
+                wait_until(lambda: self.proc.poll() is not None or self.answers(), 10, "baton-http --listen")
+            except AssertionError:
+                raise AssertionError("baton-http --listen never answered:\n" + self.tail())
+            if self.proc.poll() is None:
+                return
+        raise AssertionError("baton-http --listen found no free port:\n" + self.tail())
+
+    def answers(self):
+        try:
+            return http_get(("127.0.0.1", self.port), timeout=2)[0] == 200
+        except OSError:
+            return False
+
+    def tail(self, n=30):
+        with open(self.logpath) as f:
+            return "\n".join(f.read().splitlines()[-n:])
+
+    def kill_all(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.logf.close()
+
+
+@test
+def http_worker_http10_keepalive(td):
+    """HTTP/1.0 with Connection: keep-alive is told the connection stays
+    (Connection: keep-alive) and serves the next request; without it the
+    connection closes after the response.  ab, an HTTP/1.0 client, with
+    and without -k, through batond."""
+    b = Batond(td, web_config(workers=2), wait_ready=2)
+    port = b.port("v4")
+    status_, headers, s = exchange(port, b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+    assert status_ == 200 and headers.get("connection") == "keep-alive", headers
+    s.sendall(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    status2, headers2, _ = read_response(s)
+    assert status2 == 200 and headers2["x-baton-pid"] == headers["x-baton-pid"], headers2
+    s.close()
+    status_, headers, s = exchange(port, b"GET / HTTP/1.0\r\n\r\n")
+    assert status_ == 200 and headers.get("connection") == "close", headers
+    assert closed_after(s) == b""
+    s.close()
+    # HTTP/1.1 keeps the connection without being told, and is not told.
+    status_, headers, s = exchange(port, REQ)
+    assert status_ == 200 and "connection" not in headers, headers
+    s.sendall(REQ)
+    assert read_response(s)[0] == 200
+    s.close()
+
+    if ab_available():
+        for keepalive in (True, False):
+            r = run_ab(port, 200, 4, keepalive, seconds=60)
+            assert r["complete"] == 200 and r["failed"] == 0 and r["non2xx"] == 0, r["out"]
+            assert r["keepalive"] == (200 if keepalive else 0), r["out"]
+        print("    ab -k and ab: 200 requests each, 0 failed, 0 non-2xx")
+    assert b.stop() == 0
+
+
+@test
+def http_worker_direct_ab_keepalive(td):
+    """The issue's reproduction: ab -k against baton-http --listen (no
+    batond) completes instead of waiting for a close that never comes."""
+    if not ab_available():
+        return
+    d = Direct(td)
+    r = run_ab(d.port, 1, 1, True, seconds=30, timeout=3)
+    assert r["complete"] == 1 and r["failed"] == 0 and r["keepalive"] == 1, r["out"]
+    r = run_ab(d.port, 200, 4, True, seconds=60)
+    assert r["complete"] == 200 and r["failed"] == 0 and r["non2xx"] == 0, r["out"]
+    assert r["keepalive"] == 200, r["out"]
+    print("    ab -k against baton-http --listen: 1 and 200 requests, all kept alive, 0 failed")

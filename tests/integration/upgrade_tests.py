@@ -3,6 +3,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -154,6 +155,45 @@ def upgrades_under_wrk_keepalive_lose_nothing(td):
     assert reqs > 1000 and done >= 5, (reqs, done, out)
     print(f"    wrk keep-alive: {reqs} requests, 0 errors across {done} upgrades")
     assert b.stop() == 0
+
+
+def ab_available():
+    """Whether ab (apache2-utils) is on PATH.  Without it a test is skipped,
+    saying why; but as root make deps-test installs it, so then it fails."""
+    if shutil.which("ab"):
+        return True
+    assert os.geteuid() != 0, "ab is needed (make deps-test installs apache2-utils)"
+    print("    skipped: ab is not installed (apt-get install apache2-utils)")
+    return False
+
+
+def ab_start(port, n, c, keepalive, seconds, timeout=10):
+    """ab, c requests at a time, until n are done or `seconds` pass (-n after
+    -t, or -t would set n); -r counts receive errors instead of stopping."""
+    args = ["ab", "-q", "-r", "-s", str(timeout), "-t", str(seconds), "-n", str(n), "-c", str(c),
+            *(["-k"] if keepalive else []), f"http://127.0.0.1:{port}/"]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def ab_result(proc, seconds):
+    """What ab counted: complete, failed, non2xx and keepalive requests (-1
+    when it printed no count), its exit code and output."""
+    out, _ = proc.communicate(timeout=seconds + 60)
+
+    def count(label, missing):
+        m = re.search(r"^%s:\s+(\d+)" % label, out, re.M)
+        return int(m.group(1)) if m else missing
+    # ab prints "Non-2xx responses" only when there are some, "Keep-Alive
+    # requests" only with -k.
+    r = {"complete": count("Complete requests", -1), "failed": count("Failed requests", -1),
+         "non2xx": count("Non-2xx responses", 0), "keepalive": count("Keep-Alive requests", 0),
+         "code": proc.returncode, "out": out}
+    assert r["code"] == 0, out
+    return r
+
+
+def run_ab(port, n, c, keepalive, seconds, timeout=10):
+    return ab_result(ab_start(port, n, c, keepalive, seconds, timeout), seconds)
 
 
 @test
