@@ -196,6 +196,41 @@ def run_ab(port, n, c, keepalive, seconds, timeout=10):
     return ab_result(ab_start(port, n, c, keepalive, seconds, timeout), seconds)
 
 
+def ab_across_upgrades(td, keepalive):
+    """ab (HTTP/1.0, with or without -k) while `batonctl upgrade web` runs
+    again and again: every request answered 2xx."""
+    b = Batond(td, web_config(workers=2), wait_ready=2)
+    seconds = 10
+    ab = ab_start(b.port("v4"), 200000, 4, keepalive, seconds)
+    done = 0
+    deadline = time.monotonic() + seconds - 2
+    while done < UPGRADES and time.monotonic() < deadline and ab.poll() is None:
+        code, out, err = ctl(b, "upgrade", "web")
+        assert code == 0, (out, err)
+        done += 1
+        time.sleep(0.2)
+    r = ab_result(ab, seconds)
+    assert r["failed"] == 0 and r["non2xx"] == 0, r["out"]
+    assert r["complete"] > 100 and done >= 3, (r["complete"], done, r["out"])
+    if keepalive:
+        assert r["keepalive"] > 0, r["out"]
+    print(f"    ab{' -k' if keepalive else ''}: {r['complete']} requests ({r['keepalive']} kept alive), "
+          f"0 failed, 0 non-2xx across {done} upgrades")
+    assert b.stop() == 0
+
+
+@test
+def upgrades_under_ab_lose_nothing(td):
+    if ab_available():
+        ab_across_upgrades(td, keepalive=False)
+
+
+@test
+def upgrades_under_ab_keepalive_lose_nothing(td):
+    if ab_available():
+        ab_across_upgrades(td, keepalive=True)
+
+
 @test
 def upgrades_in_batches_with_slow_ready(td):
     b = Batond(td, web_config(workers=4, command="@BIN@/baton-http --ready-delay 500",
