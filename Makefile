@@ -19,7 +19,7 @@ SANITIZE ?=
 CC ?= cc
 PKGS := libevent inih
 DEB_BUILD := libevent-dev libinih-dev libcmocka-dev pkg-config
-DEB_TEST := curl wrk apache2-utils socat python3 iproute2 valgrind groff-base
+DEB_TEST := curl wrk apache2-utils socat python3 iproute2 valgrind groff-base golang-go
 DEB_FUZZ := clang
 
 ifeq ($(SANITIZE),1)
@@ -52,8 +52,17 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
 
 PROGS := $(B)/batond $(B)/baton-http $(B)/baton-echo $(if $(wildcard supervisor/batonctl.c),$(B)/batonctl)
 
-.PHONY: all run test unit integration layers bench clean deps deps-test deps-fuzz
-all: deps $(PROGS)
+# The goals a person types first install the Debian packages that are
+# missing, then run again in a sub-make (do-GOAL) whose pkg-config flags
+# are worked out only then: a fresh machine builds with any -j.
+TOP_GOALS := all run test unit integration layers bench fuzz fuzz-replay install
+deps_for = deps $(if $(filter test integration bench,$(1)),deps-test) $(if $(filter fuzz,$(1)),deps-fuzz)
+.PHONY: $(TOP_GOALS) $(TOP_GOALS:%=do-%) clean deps deps-test deps-fuzz
+$(TOP_GOALS):
+	@$(MAKE) --no-print-directory $(call deps_for,$@)
+	@$(MAKE) --no-print-directory do-$@
+
+do-all: $(PROGS)
 
 $(O)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -86,25 +95,27 @@ $(O)/tests/%: $(O)/tests/unit/%.o $(SUP_OBJ) $(LIBBATON)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS_CMOCKA) $(LDLIBS_EV) $(LDLIBS_INI)
 
-unit: deps $(UNIT_BIN)
+do-unit: $(UNIT_BIN)
 	@fail=0; for t in $(UNIT_BIN); do echo "== $$t"; $$t || fail=1; done; exit $$fail
 
-integration: all deps-test
+do-integration: do-all
 	BATON_BIN=$(CURDIR)/$(B) python3 tests/integration/run.py
 
 # batond's floors (supervisor/README.md): no call up, no cycle but the
 # engine's pool.c <-> dispatch.c, no file over 800 lines.
-layers: $(O)/supervisor/main.o $(SUP_OBJ) $(O)/supervisor/batonctl.o
+do-layers: $(O)/supervisor/main.o $(SUP_OBJ) $(O)/supervisor/batonctl.o
 	python3 tests/layers.py $(O)/supervisor supervisor/README.md
 
-# The committed fuzz corpus is replayed on every test run (a second).
-test: layers unit integration fuzz-replay
+# The committed fuzz corpus is replayed on every test run (a second); the
+# integration tests run last, so their summary is the last line.
+do-test: do-all do-layers do-unit do-fuzz-replay
+	BATON_BIN=$(CURDIR)/$(B) python3 tests/integration/run.py
 
-run: all
+do-run: do-all
 	@mkdir -p run
 	$(B)/batond -c etc/baton.ini
 
-bench: all deps-test
+do-bench: do-all
 	BATON_BIN=$(CURDIR)/$(B) python3 tests/bench/bench.py
 
 # Install: the binaries, libbaton (static library, header, baton.pc), the
@@ -126,14 +137,14 @@ INSTALLED := $(addprefix $(BINDIR)/,batond batonctl baton-http baton-echo) \
 	$(MANDIR)/man3/libbaton.3 $(DOCDIR)/baton.ini.example $(DOCDIR)/PROTOCOL.md \
 	$(DOCDIR)/README.md $(UNITDIR)/batond.service $(UNITDIR)/batond.socket
 
-ifneq ($(filter install,$(MAKECMDGOALS)),)
+ifneq ($(filter install do-install,$(MAKECMDGOALS)),)
 ifeq ($(SANITIZE),1)
 $(error make install: not with SANITIZE=1 (that build is for the tests))
 endif
 endif
 
-.PHONY: install uninstall
-install: all
+.PHONY: uninstall
+do-install: do-all
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) \
 		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man5 \
 		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR)
@@ -167,7 +178,7 @@ clean:
 deps:
 	@$(call need_pkgs,$(DEB_BUILD),pkg-config --exists $(PKGS) cmocka)
 deps-test:
-	@$(call need_pkgs,$(DEB_TEST),command -v curl && command -v wrk && command -v ab && command -v socat && command -v python3 && command -v ss && command -v valgrind && command -v groff)
+	@$(call need_pkgs,$(DEB_TEST),command -v curl && command -v wrk && command -v ab && command -v socat && command -v python3 && command -v ss && command -v valgrind && command -v groff && command -v go)
 deps-fuzz:
 	@$(call need_pkgs,$(DEB_FUZZ),command -v $(FUZZ_CC))
 
@@ -208,7 +219,7 @@ REPLAY_SAN = $(eval REPLAY_SAN := $(shell mkdir -p $(REPLAY_O) && \
 	-o $(REPLAY_O)/.sancheck >/dev/null 2>&1 && echo '-fsanitize=address,undefined \
 	-fno-sanitize-recover=all -fno-omit-frame-pointer'; rm -f $(REPLAY_O)/.sancheck))$(REPLAY_SAN)
 
-.PHONY: fuzz fuzz-replay fuzz-cc
+.PHONY: fuzz-cc
 # Keep the targets' own objects, which make would delete as intermediate.
 .SECONDARY: $(FUZZ_TARGETS:%=$(FUZZ_O)/obj/tests/fuzz/fuzz_%.o) \
 	$(FUZZ_TARGETS:%=$(REPLAY_O)/obj/tests/fuzz/fuzz_%.o) $(REPLAY_O)/obj/tests/fuzz/replay.o
@@ -226,7 +237,7 @@ $(FUZZ_O)/libfuzzed.a: $(FUZZ_LIB_SRC:%.c=$(FUZZ_O)/obj/%.o)
 $(FUZZ_O)/fuzz_%: $(FUZZ_O)/obj/tests/fuzz/fuzz_%.o $(FUZZ_O)/libfuzzed.a
 	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LDLIBS_INI)
 
-fuzz: deps deps-fuzz $(FUZZ_BINS)
+do-fuzz: $(FUZZ_BINS)
 	@fail=0; for t in $(FUZZ_TARGETS); do \
 		mkdir -p $(FUZZ_O)/corpus/$$t $(FUZZ_O)/artifacts; \
 		dict=; [ -f tests/fuzz/$$t.dict ] && dict=-dict=tests/fuzz/$$t.dict; \
@@ -253,7 +264,7 @@ $(REPLAY_O)/libfuzzed.a: $(FUZZ_LIB_SRC:%.c=$(REPLAY_O)/obj/%.o)
 $(REPLAY_O)/fuzz_%: $(REPLAY_O)/obj/tests/fuzz/fuzz_%.o $(REPLAY_O)/obj/tests/fuzz/replay.o $(REPLAY_O)/libfuzzed.a
 	$(CC) $(REPLAY_SAN) -o $@ $^ $(LDLIBS_INI)
 
-fuzz-replay: deps $(REPLAY_BINS)
+do-fuzz-replay: $(REPLAY_BINS)
 	@fail=0; for t in $(FUZZ_TARGETS); do \
 		$(REPLAY_O)/fuzz_$$t tests/fuzz/corpus/$$t || fail=1; \
 	done; exit $$fail

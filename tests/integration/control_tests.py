@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 
-from harness import (Batond, Load, TestDir, bin_path, http_get, pid_alive,  # noqa: F401
+from harness import (skip, Batond, Load, TestDir, bin_path, http_get, pid_alive,  # noqa: F401
                      read_response, test, wait_until, web_config)
 
 AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
@@ -955,8 +955,7 @@ def ctl_scale_down_undone_by_scale_up_still_answers(td):
 @test
 def ctl_other_uid_permissions(td):
     if os.geteuid() != 0:
-        print("    skipped: needs root to run batonctl as another uid")
-        return
+        skip("needs root to run batonctl as another uid")
     nobody = pwd.getpwnam("nobody").pw_uid
     nogroup = grp.getgrnam("nogroup").gr_gid
     subs = []

@@ -24,7 +24,7 @@ import subprocess
 import threading
 import time
 
-from harness import (Batond, Load, TestDir, bin_path, http_get, pid_alive, read_response, test,
+from harness import (skip, Batond, Load, TestDir, bin_path, http_get, pid_alive, read_response, test,
                      wait_until, web_config)
 from upgrade_tests import ctl, program, status
 
@@ -542,8 +542,7 @@ def fault_fd_handoff_too_many_refs_retried_on_timer(td):
     worker reads again."""
     limit = 64
     if NO_FD_CAPS and subprocess.run([*NO_FD_CAPS, "true"], capture_output=True).returncode != 0:
-        print("    skipped: setpriv cannot drop CAP_SYS_ADMIN and CAP_SYS_RESOURCE here")
-        return
+        skip("setpriv cannot drop CAP_SYS_ADMIN and CAP_SYS_RESOURCE here")
     b = Batond(td, web_config(workers=2), wait_ready=2,
                wrapper=("prlimit", f"--nofile={limit}:{limit}", "--", *NO_FD_CAPS))
     port = b.port("v4")

@@ -15,21 +15,19 @@ import struct
 import subprocess
 import time
 
-from harness import (ROOT, Batond, Load, bin_path, http_get, pid_alive, read_response,
+from harness import (skip, ROOT, Batond, Load, bin_path, http_get, pid_alive, read_response,
                      test, wait_until, web_config)
 
 GO_DIR = os.path.join(ROOT, "worker", "examples", "go_worker")
-SKIP = "    skipped: no Go toolchain (apt-get install golang-go)"
 BODY = b"hello from go\n"
 CONN, DRAIN, STATUS, READY, ACK, DONE, HEARTBEAT = 1, 2, 3, 100, 101, 102, 103
 
 
 def build(td):
-    """Build the example into td; None (after printing why) without Go."""
+    """Build the example into td (the test is skipped without Go)."""
     go = shutil.which("go")
     if not go:
-        print(SKIP)
-        return None
+        skip("no Go toolchain (apt-get install golang-go)")
     exe = os.path.join(td.path, "goworker")
     env = dict(os.environ, GOCACHE=os.path.join(td.path, "go-cache"),
                GOPATH=os.path.join(td.path, "go-path"), GOENV="off", GOPROXY="off",
@@ -65,8 +63,6 @@ def no_protocol_errors(b):
 @test
 def go_worker_serves_http_and_load(td):
     exe = build(td)
-    if not exe:
-        return
     sock = os.path.join(td.path, "web.sock")
     b = Batond(td, web_config(f"""
 [listener:unix]
@@ -115,8 +111,6 @@ program = web
 @test
 def go_worker_upgrade_under_load(td):
     exe = build(td)
-    if not exe:
-        return
     b = Batond(td, web_config(command=exe, workers=2), wait_ready=2)
     port = b.port("v4")
     first = set(b.ready_pids("web"))
@@ -144,8 +138,6 @@ def go_worker_upgrade_under_load(td):
 @test
 def go_worker_drain_closes_kept_alive_connection(td):
     exe = build(td)
-    if not exe:
-        return
     b = Batond(td, web_config(command=exe, workers=1, program_extra="drain_timeout = 30s"),
                wait_ready=1)
     port = b.port("v4")
@@ -212,8 +204,6 @@ def go_worker_sigkill_under_load(td):
     then batond keeps handing it connections it cannot ack, then it is
     killed."""
     exe = build(td)
-    if not exe:
-        return
     b = Batond(td, web_config(command=exe, workers=2), wait_ready=2)
     port = b.port("v4")
     before = b.ready_pids("web")
@@ -256,8 +246,6 @@ def go_worker_sigkill_under_load(td):
 @test
 def go_worker_batond_stop(td):
     exe = build(td)
-    if not exe:
-        return
     b = Batond(td, web_config(command=exe, workers=2), wait_ready=2)
     pids = list(b.ready_pids("web"))
     assert http_get(("127.0.0.1", b.port("v4")))[0] == 200
@@ -278,8 +266,6 @@ def go_worker_orphaned_by_batond_sigkill(td):
     the one holding a kept-alive connection answers its next request with
     Connection: close, then exits."""
     exe = build(td)
-    if not exe:
-        return
     # stderr = inherit: the orphans' last words must reach a file that
     # outlives batond (its pipes for captured output die with it)
     b = Batond(td, web_config(command=exe, workers=2, program_extra="stderr = inherit"), wait_ready=2)
@@ -371,8 +357,6 @@ def go_worker_protocol_conformance(td):
     from the supervisor makes the worker exit 1 without acking; DRAIN and
     EOF make it exit 0."""
     exe = build(td)
-    if not exe:
-        return
     # READY, a heartbeat by itself, STATUS answered, one connection served, DRAIN
     w = FakeBatond(td, exe)
     assert w.recv(READY) == bytes.fromhex("6400010010000000 4000000000000000")

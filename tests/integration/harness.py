@@ -239,6 +239,22 @@ class Load:
 TESTS = []
 
 
+class Skip(Exception):
+    """A test that cannot run here; run.py counts it as skipped."""
+
+    def __init__(self, reason, in_ci=False):
+        super().__init__(reason)
+        self.reason = reason
+        self.in_ci = in_ci
+
+
+def skip(reason, in_ci=False):
+    """Stop this test as skipped, saying why.  Under CI (CI=true) a skip is
+    a failure, since CI installs everything: unless in_ci, for a test that
+    does not apply to this build at all (valgrind on an ASan build)."""
+    raise Skip(reason, in_ci)
+
+
 def test(fn):
     """Register an integration test: fn(td) gets its own TestDir."""
     TESTS.append(fn)

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import time
 
-from harness import ROOT, test, wait_until
+from harness import skip, ROOT, test, wait_until
 
 EXPECTED = """
 bin/baton-echo
@@ -88,8 +88,7 @@ def files_under(root):
 @test
 def make_install_and_uninstall_into_destdir(td):
     if shutil.which("make") is None or shutil.which("pkg-config") is None:
-        print("    skipped: needs make and pkg-config")
-        return
+        skip("needs make and pkg-config")
     stage, prefix = os.path.join(td.path, "stage"), "/opt/baton"
     root = stage + prefix
     r = make("install", "SANITIZE=1", f"DESTDIR={stage}", f"PREFIX={prefix}")

@@ -11,14 +11,12 @@ import signal
 import stat
 import subprocess
 
-from harness import Batond, bin_path, http_get, test, wait_until, web_config
+from harness import skip, Batond, bin_path, http_get, test, wait_until, web_config
 
 
 def need_root():
     if os.geteuid() != 0:
-        print("    skipped: needs root (batond as root, workers as nobody)")
-        return False
-    return True
+        skip("needs root (batond as root, workers as nobody)")
 
 
 def nobody_dir(td, name="out"):
@@ -68,8 +66,7 @@ def output_file_planted_by_worker_is_refused(td):
     symlink to a root-only file, a FIFO, or a file of its own, and exits:
     the respawn's lines go to batond's log, never into what was planted,
     batond does not block on the FIFO and serves on."""
-    if not need_root():
-        return
+    need_root()
     d = nobody_dir(td)
     out = os.path.join(d, "out.log")
     attack = os.path.join(d, "attack")
@@ -119,8 +116,7 @@ def output_file_symlink_planted_before_sigusr1(td):
     file, as if for logrotate; on SIGUSR1 the reopen is refused, the stream
     writes on to the old file, and batond serves on.  Once the symlink is
     gone, the next SIGUSR1 makes a new file of root's."""
-    if not need_root():
-        return
+    need_root()
     d = nobody_dir(td)
     out = os.path.join(d, "out.log")
     target, before = root_target(td)
@@ -156,8 +152,7 @@ def log_file_symlink_refused_at_start_and_on_sigusr1(td):
     """log_file in a directory nobody owns: a symlink (or a FIFO) there makes
     batond refuse to start, saying which file and why; one planted before
     SIGUSR1 makes the reopen fail and batond logs on to the old file."""
-    if not need_root():
-        return
+    need_root()
     d = nobody_dir(td, "logs")
     log = os.path.join(d, "batond.log")
     target, before = root_target(td)
@@ -219,8 +214,7 @@ def worker_output_c1_and_escapes_replaced(td):
     """A worker prints ANSI escapes, C1 controls (raw and as UTF-8) and a
     byte that is not UTF-8: each becomes '?' in batond's log and in the
     output file, and UTF-8 text (the euro sign: e2 82 ac) stays."""
-    if not need_root():
-        return
+    need_root()
     d = nobody_dir(td)
     out = os.path.join(d, "err.log")
     line = r"c1 \302\233[31m raw \233[2J esc \033[0m euro \342\202\254 nel \302\205 bad \377 end"

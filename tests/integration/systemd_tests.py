@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 
-from harness import Batond, Load, bin_path, http_get, test, wait_until, web_config
+from harness import skip, Batond, Load, bin_path, http_get, test, wait_until, web_config
 
 
 class NotifySocket:
@@ -525,8 +525,7 @@ def batond_as_pid1_in_a_pid_namespace(td):
     """As PID 1 (a container without tini): it says so, serves, reaps every
     orphan, and SIGTERM drains and exits 0."""
     if os.geteuid() != 0 or not shutil.which("unshare"):
-        print("    skipped: needs root and unshare(1) for a PID namespace")
-        return
+        skip("needs root and unshare(1) for a PID namespace")
     pidfile = os.path.join(td.path, "orphan.pid")
     script = td.file("w.sh", f"""#!/bin/sh
 ( sleep 0.5 & echo $! > {pidfile}.tmp; mv {pidfile}.tmp {pidfile} )

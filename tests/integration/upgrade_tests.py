@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 
-from harness import Batond, Load, bin_path, http_get, test, wait_until, web_config
+from harness import skip, Batond, Load, bin_path, http_get, test, wait_until, web_config
 
 UPGRADES = int(os.environ.get("BATON_TEST_UPGRADES", "20"))
 
@@ -158,13 +158,12 @@ def upgrades_under_wrk_keepalive_lose_nothing(td):
 
 
 def ab_available():
-    """Whether ab (apache2-utils) is on PATH.  Without it a test is skipped,
-    saying why; but as root make deps-test installs it, so then it fails."""
+    """True when ab (apache2-utils) is on PATH; otherwise the test is
+    skipped, saying why (as root make deps-test installs it, so it fails)."""
     if shutil.which("ab"):
         return True
     assert os.geteuid() != 0, "ab is needed (make deps-test installs apache2-utils)"
-    print("    skipped: ab is not installed (apt-get install apache2-utils)")
-    return False
+    skip("ab is not installed (apt-get install apache2-utils)")
 
 
 def ab_start(port, n, c, keepalive, seconds, timeout=10):

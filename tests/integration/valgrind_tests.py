@@ -15,7 +15,7 @@ import socket
 import subprocess
 import time
 
-from harness import Batond, Load, bin_path, http_get, test, wait_until
+from harness import skip, Batond, Load, bin_path, http_get, test, wait_until
 
 
 def sanitized(path):
@@ -58,11 +58,9 @@ heartbeat_timeout = 30s
 def batond_under_valgrind_no_errors_no_leaks(td):
     vg = shutil.which("valgrind")
     if not vg:
-        print("    skipped: valgrind is not installed (apt-get install -y valgrind)")
-        return
+        skip("valgrind is not installed (apt-get install -y valgrind)")
     if sanitized(bin_path("batond")):
-        print("    skipped: batond is built with ASan; valgrind runs with the plain build")
-        return
+        skip("batond is built with ASan; valgrind runs with the plain build", in_ci=True)
     log = os.path.join(td.path, "valgrind.log")
     wrapper = [vg, "--tool=memcheck", "--leak-check=full", "--show-leak-kinds=definite,indirect",
                "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=99",
