@@ -268,6 +268,27 @@ int util_expand_here(const char *here, const char *in, char *out, size_t size)
 			src = here;
 			n = strlen(here);
 			in += sizeof(tok) - 1;
+			/* here is a real path (no symlinks), so "/.." right after it
+			 * is its parent and "/." itself: drop them from the text, so
+			 * logs and status show the path, not etc/../run/x.sock. */
+			for (;;) {
+				if (in[0] == '/' && in[1] == '.' && in[2] == '.' &&
+				    (in[3] == '/' || !in[3])) {
+					while (n > 0 && src[n - 1] != '/')
+						n--; /* its last component... */
+					if (n > 0)
+						n--; /* ...and the slash before it */
+					in += 3;
+				} else if (in[0] == '/' && in[1] == '.' && (in[2] == '/' || !in[2])) {
+					in += 2;
+				} else {
+					break;
+				}
+			}
+			if (n == 0 && *in != '/') {
+				src = "/"; /* the root, and nothing follows with a slash */
+				n = 1;
+			}
 		} else {
 			in++;
 		}

@@ -39,7 +39,9 @@ void addr_format(const struct sockaddr *sa, socklen_t len, char *buf,
 		 size_t size);
 
 /* Copy in to out (size bytes) with every "%(here)s" replaced by here, the
- * config file's directory; 0, or -1 if it does not fit. */
+ * config file's directory (a real path), and "/.." or "/." right after it
+ * resolved ("%(here)s/../run" is here's parent's run); 0, or -1 if it does
+ * not fit. */
 int util_expand_here(const char *here, const char *in, char *out, size_t size);
 
 int fd_set_nonblock(int fd);

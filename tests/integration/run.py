@@ -142,6 +142,21 @@ mode = 0600
 
 
 @test
+def paths_from_here_shown_normalized(td):
+    """%(here)s/../x is shown as the path it is, in status and in the log."""
+    real = os.path.realpath(td.path)
+    base = os.path.basename(real)
+    extra = f"[listener:u]\naddress = unix:%(here)s/./../{base}/h.sock\nprogram = web\n"
+    b = Batond(td, web_config(extra_listeners=extra, workers=1), wait_ready=1)
+    r = subprocess.run([bin_path("batonctl"), "-s", b.control, "status"], capture_output=True,
+                       text=True, timeout=30)
+    assert f"unix:{real}/h.sock" in r.stdout and "/../" not in r.stdout, r.stdout
+    assert f"address=unix:{real}/h.sock" in b.log() and "/../" not in b.log(), b.tail()
+    assert os.path.exists(os.path.join(real, "h.sock"))
+    assert b.stop() == 0
+
+
+@test
 def echo_worker_with_socat(td):
     b = Batond(td, """
 [listener:echo]

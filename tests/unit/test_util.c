@@ -777,6 +777,19 @@ static void test_expand_here(void **state)
 	assert_int_equal(util_expand_here("/0123456789012345678901234567", "%(here)s/a", out, sizeof(out)), 0);
 	assert_int_equal(strlen(out), 31);
 	assert_int_equal(util_expand_here("/0123456789012345678901234567", "%(here)s/ab", out, sizeof(out)), -1);
+	/* "/.." and "/." right after %(here)s are resolved (here is a real path). */
+	assert_int_equal(util_expand_here("/srv/baton/etc", "unix:%(here)s/../run/http.sock", out, sizeof(out)), 0);
+	assert_string_equal(out, "unix:/srv/baton/run/http.sock");
+	assert_int_equal(util_expand_here("/srv/baton/etc", "%(here)s/../../x", out, sizeof(out)), 0);
+	assert_string_equal(out, "/srv/x");
+	assert_int_equal(util_expand_here("/srv/baton/etc", "%(here)s/./a/../b", out, sizeof(out)), 0);
+	assert_string_equal(out, "/srv/baton/etc/a/../b"); /* a may be a symlink: left alone */
+	assert_int_equal(util_expand_here("/srv", "%(here)s/../../../x", out, sizeof(out)), 0);
+	assert_string_equal(out, "/x"); /* never above the root */
+	assert_int_equal(util_expand_here("/srv/e", "%(here)s/..", out, sizeof(out)), 0);
+	assert_string_equal(out, "/srv");
+	assert_int_equal(util_expand_here("/srv/e", "%(here)s/..x", out, sizeof(out)), 0);
+	assert_string_equal(out, "/srv/e/..x");
 }
 
 static void test_log_journal(void **state)
