@@ -40,6 +40,8 @@ ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) $(SANFLAGS) -D_GNU_SOURCE -Icommon -I
 LDLIBS_EV := $(or $(shell pkg-config --libs libevent 2>/dev/null),-levent)
 LDLIBS_INI := $(or $(shell pkg-config --libs inih 2>/dev/null),-linih)
 LDLIBS_CMOCKA := $(or $(shell pkg-config --libs cmocka 2>/dev/null),-lcmocka)
+# batond's closer thread (supervisor/closer.c)
+LDLIBS_THREAD := -pthread
 ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS)
 
 COMMON_SRC := $(wildcard common/*.c)
@@ -76,7 +78,7 @@ $(LIBBATON): $(O)/worker/baton.o $(COMMON_OBJ)
 
 $(B)/batond: $(O)/supervisor/main.o $(SUP_OBJ) $(O)/libcommon.a
 	@mkdir -p $(B)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS_EV) $(LDLIBS_INI)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS_EV) $(LDLIBS_INI) $(LDLIBS_THREAD)
 
 $(B)/batonctl: $(O)/supervisor/batonctl.o $(O)/libcommon.a
 	@mkdir -p $(B)
@@ -93,7 +95,7 @@ $(B)/baton-echo: $(O)/worker/echo.o $(LIBBATON)
 # Unit tests link everything but main(), so any module can be tested.
 $(O)/tests/%: $(O)/tests/unit/%.o $(SUP_OBJ) $(LIBBATON)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS_CMOCKA) $(LDLIBS_EV) $(LDLIBS_INI)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS_CMOCKA) $(LDLIBS_EV) $(LDLIBS_INI) $(LDLIBS_THREAD)
 
 do-unit: $(UNIT_BIN)
 	@fail=0; for t in $(UNIT_BIN); do echo "== $$t"; $$t || fail=1; done; exit $$fail

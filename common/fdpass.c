@@ -5,6 +5,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/*
+ * Older C library headers lack the option.  83 is its number in Linux's
+ * include/uapi/asm-generic/socket.h; alpha, mips, parisc and sparc number
+ * socket options their own way, so there it stays unknown without headers.
+ */
+#if !defined(SO_PASSRIGHTS) && !defined(__alpha__) && !defined(__mips__) && \
+	!defined(__hppa__) && !defined(__sparc__)
+#define SO_PASSRIGHTS 83
+#endif
+
 int fdpass_send(int sock, const void *buf, size_t len, const int *fds,
 		int nfds)
 {
@@ -49,6 +59,18 @@ void fdpass_close_all(int *fds, int n)
 			close(fds[i]);
 		fds[i] = -1;
 	}
+}
+
+int fdpass_refuse_fds(int sock)
+{
+#ifdef SO_PASSRIGHTS
+	int off = 0;
+	return setsockopt(sock, SOL_SOCKET, SO_PASSRIGHTS, &off, sizeof(off));
+#else
+	(void)sock;
+	errno = ENOPROTOOPT;
+	return -1;
+#endif
 }
 
 ssize_t fdpass_recv(int sock, void *buf, size_t size, int *fds, int *nfds)

@@ -34,4 +34,13 @@ ssize_t fdpass_recv(int sock, void *buf, size_t size, int *fds, int *nfds);
 /* Close n fds and set them to -1. */
 void fdpass_close_all(int *fds, int n);
 
+/*
+ * Make the kernel refuse fds sent to sock (SO_PASSRIGHTS off, Linux 6.16
+ * and later): the peer's sendmsg with SCM_RIGHTS then fails with EPERM and
+ * nothing reaches sock, so no fd of the peer's choosing is ever closed on
+ * this side.  Fds sent the other way are not affected.  Returns 0, or -1
+ * with errno (ENOPROTOOPT: the kernel has no such option).
+ */
+int fdpass_refuse_fds(int sock);
+
 #endif

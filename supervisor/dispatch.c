@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "batond.h"
+#include "closer.h"
 #include "fdpass.h"
 #include "listener.h"
 #include "log.h"
@@ -350,7 +351,7 @@ void dispatch_read(struct worker *w, int max)
 			return;
 		}
 		enum proto_err e = proto_decode(PROTO_AT_SUPERVISOR, buf, n, nfds, &m);
-		fdpass_close_all(fds, nfds); /* workers never send fds */
+		closer_close_all(fds, nfds); /* workers never send fds; a close may block */
 		if (e != PROTO_OK) {
 			snprintf(why, sizeof(why), "protocol error: %s (type %u, %zd bytes, %d fds)",
 				 proto_strerror(e), n >= 2 ? (unsigned)(buf[0] | buf[1] << 8) : 0u,

@@ -1,12 +1,39 @@
-/* The HTTP endpoint for probes and Prometheus: see httpd.h. */
+/*
+ * The HTTP endpoint for probes and Prometheus: see httpd.h.
+ *
+ * It does not use libevent's evhttp.  In 2.1 evhttp bounds neither the
+ * number of clients nor the time a request may take (its timeout restarts
+ * with every byte), and at the fd limit its accept loop spins and logs
+ * every failed accept.  Nothing can be added around it either: 2.1 has no
+ * public way to give evhttp a connection accepted elsewhere, nor a hook on
+ * a connection before its first request is complete.  What the endpoint
+ * must understand is small (GET or HEAD of three paths, no body), so it
+ * owns its listening socket and accept loop, as the listeners and the
+ * control socket do, and reads HTTP/1.x heads itself on bufferevents:
+ *
+ * - at most HTTPD_CLIENTS_MAX clients; a connection over that is closed as
+ *   soon as it is accepted (an answer would race the client's request and
+ *   be lost to a reset; a probe sees the failure at once either way);
+ * - each request, from accept (or from the previous answer on a kept-alive
+ *   connection) to its answer written, gets HTTPD_DEADLINE_SEC however
+ *   the bytes trickle in, and a head of at most HTTPD_HEAD_MAX bytes;
+ * - when accept fails for want of fds or memory, accepting stops and
+ *   resumes on a HTTPD_RETRY_MS timer, logged once, not per attempt.
+ */
 #include "httpd.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/http.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "batond.h"
@@ -15,85 +42,446 @@
 #include "report.h"
 #include "util.h"
 
-#define HTTPD_TIMEOUT_SEC 10
-#define HTTPD_MAX_HEADERS 8192
+#define HTTPD_CLIENTS_MAX 64
+#define HTTPD_DEADLINE_SEC 10
+#define HTTPD_HEAD_MAX 8192
+#define HTTPD_ACCEPT_BATCH 16
+#define HTTPD_RETRY_MS 100
+#define HTTPD_REFUSED_LOG_MS 10000 /* at most one "too many clients" line per */
+
+enum method { M_NONE, M_GET, M_HEAD, M_OTHER, M_UNKNOWN };
+enum route { R_BAD, R_METRICS, R_HEALTHZ, R_READYZ, R_NOTFOUND };
+
+struct client {
+	LIST_ENTRY(client) link;
+	struct bufferevent *bev;
+	struct event *ev_deadline;
+	size_t head;     /* bytes of this request's head read so far */
+	int in_headers;  /* its request line is read */
+	int writing;     /* its answer is going out: read nothing more */
+	int close_after; /* close once that answer is written */
+	/* the request */
+	enum method method;
+	enum route route;
+	int minor; /* HTTP/1.minor */
+	int conn_close, conn_keepalive, has_body;
+};
 
 static struct {
-	struct evhttp *http;
+	int fd;
+	struct event *ev_accept;
+	struct event *ev_retry;
+	LIST_HEAD(, client) clients;
+	int nclients;
+	uint64_t accept_retries; /* out of fds since the last accept */
+	uint64_t refused;        /* closed at once: HTTPD_CLIENTS_MAX open */
+	uint64_t refused_logged_ms;
 	char address[CFG_STR_MAX];
-} hd;
+} hd = {.fd = -1};
 
-static void reply(struct evhttp_request *req, int code, const char *reason,
-		  const char *type, struct evbuffer *body)
+static void client_free(struct client *c)
 {
-	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-	evhttp_add_header(h, "Content-Type", type);
-	evhttp_add_header(h, "Cache-Control", "no-store");
-	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
-		/* evhttp would send the body: give its length, send none */
-		char len[24];
-		snprintf(len, sizeof(len), "%zu", evbuffer_get_length(body));
-		evhttp_add_header(h, "Content-Length", len);
-		evhttp_send_reply(req, code, reason, NULL);
-		return;
-	}
-	evhttp_send_reply(req, code, reason, body);
+	LIST_REMOVE(c, link);
+	hd.nclients--;
+	event_free(c->ev_deadline);
+	bufferevent_free(c->bev); /* closes the fd */
+	free(c);
 }
 
-static void text_reply(struct evhttp_request *req, int code, const char *reason,
-		       const char *text)
+/* A new request starts: its own deadline, nothing of the last one kept. */
+static void request_reset(struct client *c)
+{
+	struct timeval tv = {HTTPD_DEADLINE_SEC, 0};
+	c->head = 0;
+	c->in_headers = c->writing = c->close_after = 0;
+	c->method = M_NONE;
+	c->route = R_BAD;
+	c->minor = 1;
+	c->conn_close = c->conn_keepalive = c->has_body = 0;
+	evtimer_add(c->ev_deadline, &tv);
+}
+
+/*
+ * Queue an answer's status line and headers, then the body (none for HEAD,
+ * which gets the same Content-Length).  Reading stops until it is written.
+ * 0, or -1 when out of memory (the caller then frees the client).
+ */
+static int answer(struct client *c, int code, const char *reason, const char *type,
+		  struct evbuffer *body, const char *extra)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	char date[64];
+	struct tm tm;
+	time_t now = time(NULL);
+
+	if (!gmtime_r(&now, &tm) || !strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm))
+		snprintf(date, sizeof(date), "Thu, 01 Jan 1970 00:00:00 GMT");
+	if (evbuffer_add_printf(out,
+				"HTTP/1.%d %d %s\r\n"
+				"Content-Type: %s\r\n"
+				"Cache-Control: no-store\r\n"
+				"%s"
+				"Date: %s\r\n"
+				"Content-Length: %zu\r\n"
+				"%s"
+				"\r\n",
+				c->minor, code, reason, type, extra ? extra : "", date,
+				evbuffer_get_length(body),
+				c->close_after	? "Connection: close\r\n"
+				: c->minor == 0 ? "Connection: keep-alive\r\n"
+						: "") < 0)
+		return -1;
+	if (c->method != M_HEAD && evbuffer_add_buffer(out, body) < 0)
+		return -1;
+	c->writing = 1;
+	bufferevent_disable(c->bev, EV_READ);
+	bufferevent_enable(c->bev, EV_WRITE);
+	return 0;
+}
+
+static int text_answer(struct client *c, int code, const char *reason, const char *text,
+		       const char *extra)
 {
 	struct evbuffer *body = evbuffer_new();
-	if (!body) {
-		evhttp_send_error(req, HTTP_INTERNAL, NULL);
-		return;
+	if (!body || evbuffer_add_printf(body, "%s\n", text) < 0) {
+		if (body)
+			evbuffer_free(body);
+		return -1;
 	}
-	evbuffer_add_printf(body, "%s\n", text);
-	reply(req, code, reason, "text/plain; charset=utf-8", body);
+	int rc = answer(c, code, reason, "text/plain; charset=utf-8", body, extra);
 	evbuffer_free(body);
+	return rc;
 }
 
-static void on_request(struct evhttp_request *req, void *arg)
+/* A request that cannot be understood: say why, then close. */
+static int reject(struct client *c, int code)
 {
-	const char *uri = evhttp_request_get_uri(req);
-	const struct evhttp_uri *parsed = evhttp_request_get_evhttp_uri(req);
-	const char *path = parsed ? evhttp_uri_get_path(parsed) : NULL;
-	char line[512];
-	(void)arg;
+	const char *reason = code == 400   ? "Bad Request"
+			     : code == 413 ? "Content Too Large"
+			     : code == 414 ? "URI Too Long"
+			     : code == 431 ? "Request Header Fields Too Large"
+					   : "HTTP Version Not Supported";
+	char text[64];
+	snprintf(text, sizeof(text), "%s", reason);
+	for (char *p = text; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	c->close_after = 1;
+	return text_answer(c, code, reason, text, NULL);
+}
 
-	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-	if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
-		text_reply(req, 405, "Method Not Allowed", "method not allowed: GET or HEAD");
-		return;
-	}
-	if (!path || !uri) {
-		text_reply(req, HTTP_BADREQUEST, "Bad Request", "bad request");
-		return;
-	}
-	if (strcmp(path, "/metrics") == 0) {
+static int serve(struct client *c)
+{
+	char line[512];
+
+	c->close_after = c->minor == 0 ? !c->conn_keepalive : c->conn_close;
+	if (c->has_body)
+		return reject(c, 413);
+	if (c->method == M_OTHER)
+		return text_answer(c, 405, "Method Not Allowed", "method not allowed: GET or HEAD",
+				   "Allow: GET, HEAD\r\n");
+	if (c->method == M_UNKNOWN)
+		return text_answer(c, 501, "Not Implemented", "not implemented: GET or HEAD",
+				   "Allow: GET, HEAD\r\n");
+	switch (c->route) {
+	case R_BAD:
+		return reject(c, 400);
+	case R_METRICS: {
 		struct evbuffer *body = evbuffer_new();
-		if (!body) {
-			evhttp_send_error(req, HTTP_INTERNAL, NULL);
-			return;
-		}
+		if (!body)
+			return -1;
 		report_metrics(body);
-		reply(req, HTTP_OK, "OK", "text/plain; version=0.0.4; charset=utf-8", body);
+		int rc = answer(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body, NULL);
 		evbuffer_free(body);
-	} else if (strcmp(path, "/healthz") == 0) {
-		text_reply(req, HTTP_OK, "OK", batond.shutting_down ? "ok (shutting down)" : "ok");
-	} else if (strcmp(path, "/readyz") == 0) {
+		return rc;
+	}
+	case R_HEALTHZ:
+		return text_answer(c, 200, "OK", batond.shutting_down ? "ok (shutting down)" : "ok",
+				   NULL);
+	case R_READYZ: {
 		char counts[448];
 		int ready = report_readiness(counts, sizeof(counts));
-		if (batond.shutting_down) {
-			text_reply(req, 503, "Service Unavailable", "not ready: shutting down");
+		if (batond.shutting_down)
+			return text_answer(c, 503, "Service Unavailable", "not ready: shutting down",
+					   NULL);
+		snprintf(line, sizeof(line), "%s: %s", ready ? "ready" : "not ready", counts);
+		return text_answer(c, ready ? 200 : 503, ready ? "OK" : "Service Unavailable", line,
+				   NULL);
+	}
+	case R_NOTFOUND:
+		break;
+	}
+	return text_answer(c, 404, "Not Found", "not found: try /metrics, /healthz or /readyz", NULL);
+}
+
+static enum route route_of(const char *target)
+{
+	size_t scheme = strncasecmp(target, "http://", 7) == 0	  ? 7
+			: strncasecmp(target, "https://", 8) == 0 ? 8
+								  : 0;
+	const char *path = target;
+	if (scheme) {
+		path = strchr(target + scheme, '/');
+		if (!path)
+			path = "/";
+	} else if (target[0] != '/') {
+		return R_BAD;
+	}
+	size_t len = strcspn(path, "?#");
+	static const struct {
+		const char *path;
+		enum route route;
+	} routes[] = {{"/metrics", R_METRICS}, {"/healthz", R_HEALTHZ}, {"/readyz", R_READYZ}};
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+		if (strlen(routes[i].path) == len && strncmp(path, routes[i].path, len) == 0)
+			return routes[i].route;
+	return R_NOTFOUND;
+}
+
+/* "METHOD SP request-target SP HTTP/1.x": 0, or the status to reject with. */
+static int parse_request_line(struct client *c, char *line)
+{
+	static const char *const others[] = {"POST",	"PUT",	 "DELETE", "OPTIONS",
+					     "PATCH", "TRACE", "CONNECT"};
+	char *sp1 = strchr(line, ' '), *sp2 = strrchr(line, ' ');
+	if (!sp1 || sp2 == sp1)
+		return 400;
+	*sp1 = *sp2 = '\0';
+	const char *method = line, *target = sp1 + 1, *version = sp2 + 1;
+
+	if (strncmp(version, "HTTP/", 5) != 0 || !isdigit((unsigned char)version[5]) ||
+	    version[6] != '.' || !isdigit((unsigned char)version[7]) || version[8])
+		return 400;
+	if (version[5] != '1')
+		return 505;
+	c->minor = version[7] == '0' ? 0 : 1;
+	if (!target[0] || strpbrk(target, " \t"))
+		return 400;
+	size_t mlen = strlen(method);
+	if (mlen == 0 || mlen > 16)
+		return 400;
+	for (size_t i = 0; i < mlen; i++)
+		if (method[i] < 'A' || method[i] > 'Z')
+			return 400;
+	if (strcmp(method, "GET") == 0) {
+		c->method = M_GET;
+	} else if (strcmp(method, "HEAD") == 0) {
+		c->method = M_HEAD;
+	} else {
+		c->method = M_UNKNOWN;
+		for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+			if (strcmp(method, others[i]) == 0)
+				c->method = M_OTHER;
+	}
+	c->route = route_of(target);
+	return 0;
+}
+
+/* Does the comma-separated list value hold token (any case)? */
+static int has_token(const char *value, const char *token)
+{
+	size_t tl = strlen(token);
+	for (const char *p = value; *p;) {
+		p += strspn(p, " \t,");
+		size_t n = strcspn(p, ",");
+		size_t t = n;
+		while (t > 0 && (p[t - 1] == ' ' || p[t - 1] == '\t'))
+			t--;
+		if (t == tl && strncasecmp(p, token, tl) == 0)
+			return 1;
+		p += n;
+	}
+	return 0;
+}
+
+/* One "Name: value" line; only what decides the answer is kept.  0 or -1. */
+static int parse_header(struct client *c, char *line)
+{
+	char *colon = strchr(line, ':');
+	/* no name, or whitespace in it (obsolete line folding included) */
+	if (!colon || colon == line || strcspn(line, " \t") < (size_t)(colon - line))
+		return -1;
+	*colon = '\0';
+	const char *value = colon + 1;
+	if (strcasecmp(line, "Connection") == 0) {
+		c->conn_close |= has_token(value, "close");
+		c->conn_keepalive |= has_token(value, "keep-alive");
+	} else if (strcasecmp(line, "Content-Length") == 0) {
+		value += strspn(value, " \t");
+		size_t zeros = strspn(value, "0");
+		if (zeros == 0 || value[zeros + strspn(value + zeros, " \t")])
+			c->has_body = 1; /* not 0: a body, or nonsense */
+	} else if (strcasecmp(line, "Transfer-Encoding") == 0) {
+		c->has_body = 1;
+	}
+	return 0;
+}
+
+/*
+ * The next line of the head into line (NUL-terminated, without its CRLF or
+ * LF): 1, 0 when it is not all there yet, -1 when the head would pass
+ * HTTPD_HEAD_MAX.
+ */
+static int next_line(struct client *c, char *line, size_t *len)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t eol = 0, room = HTTPD_HEAD_MAX - c->head;
+	struct evbuffer_ptr at = evbuffer_search_eol(in, NULL, &eol, EVBUFFER_EOL_CRLF);
+
+	if (at.pos < 0)
+		return evbuffer_get_length(in) >= room ? -1 : 0;
+	if ((size_t)at.pos + eol > room)
+		return -1;
+	*len = (size_t)at.pos;
+	if (evbuffer_remove(in, line, *len) != (int)*len)
+		return -1;
+	line[*len] = '\0';
+	evbuffer_drain(in, eol);
+	c->head += *len + eol;
+	return 1;
+}
+
+/* Read the head line by line; answer once it is complete. */
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+	char line[HTTPD_HEAD_MAX + 1];
+	size_t len;
+	(void)bev;
+
+	while (!c->writing) {
+		int r = next_line(c, line, &len), rc = 0;
+		if (r == 0)
+			return;
+		if (r < 0)
+			rc = reject(c, c->in_headers ? 431 : 414);
+		else if (strlen(line) != len) /* a NUL byte */
+			rc = reject(c, 400);
+		else if (!c->in_headers && len == 0)
+			continue; /* empty lines before a request are allowed */
+		else if (!c->in_headers) {
+			int code = parse_request_line(c, line);
+			c->in_headers = 1;
+			if (code)
+				rc = reject(c, code);
+		} else if (len == 0) {
+			rc = serve(c);
+		} else if (parse_header(c, line) < 0) {
+			rc = reject(c, 400);
+		}
+		if (rc < 0) {
+			log_warn("http endpoint: out of memory, closing a client");
+			client_free(c);
 			return;
 		}
-		snprintf(line, sizeof(line), "%s: %s", ready ? "ready" : "not ready", counts);
-		text_reply(req, ready ? HTTP_OK : 503, ready ? "OK" : "Service Unavailable", line);
-	} else {
-		text_reply(req, HTTP_NOTFOUND, "Not Found",
-			   "not found: try /metrics, /healthz or /readyz");
+	}
+}
+
+/* The answer is out: close, or wait for the next request. */
+static void on_write(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+	if (!c->writing)
+		return;
+	if (c->close_after) {
+		client_free(c);
+		return;
+	}
+	request_reset(c);
+	bufferevent_enable(bev, EV_READ);
+	on_read(bev, c); /* a pipelined request may be waiting */
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	(void)what; /* EOF, an error or a timeout: the client is gone */
+	client_free(arg);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	log_debug("http endpoint: closing a client that took over %d s", HTTPD_DEADLINE_SEC);
+	client_free(arg);
+}
+
+static void client_new(int fd)
+{
+	struct client *c = calloc(1, sizeof(*c));
+	if (c)
+		c->bev = bufferevent_socket_new(batond.base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (c && c->bev)
+		c->ev_deadline = evtimer_new(batond.base, on_deadline, c);
+	if (!c || !c->bev || !c->ev_deadline) {
+		log_warn("http endpoint: out of memory, closing a new client");
+		if (c && c->bev)
+			bufferevent_free(c->bev);
+		else
+			close(fd);
+		free(c);
+		return;
+	}
+	LIST_INSERT_HEAD(&hd.clients, c, link);
+	hd.nclients++;
+	request_reset(c);
+	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+	/* The head is bounded: read no further ahead than that. */
+	bufferevent_setwatermark(c->bev, EV_READ, 0, HTTPD_HEAD_MAX);
+	bufferevent_enable(c->bev, EV_READ);
+}
+
+static void accept_again(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (hd.ev_accept)
+		event_add(hd.ev_accept, NULL);
+}
+
+static void on_accept(evutil_socket_t lfd, short what, void *arg)
+{
+	(void)what;
+	(void)arg;
+	for (int i = 0; i < HTTPD_ACCEPT_BATCH; i++) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO ||
+			    errno == EPERM)
+				continue; /* that client only */
+			/*
+			 * EMFILE, ENFILE, ENOBUFS, ENOMEM (or worse): polling
+			 * again now would spin.  Clients wait in the backlog.
+			 */
+			struct timeval tv = {0, HTTPD_RETRY_MS * 1000};
+			if (hd.accept_retries++ == 0)
+				log_warn("http endpoint: accept: %s; retrying every %d ms",
+					 strerror(errno), HTTPD_RETRY_MS);
+			event_del(hd.ev_accept);
+			evtimer_add(hd.ev_retry, &tv);
+			return;
+		}
+		if (hd.accept_retries) {
+			log_info("http endpoint: accepting again after %llu retries",
+				 (unsigned long long)hd.accept_retries);
+			hd.accept_retries = 0;
+		}
+		if (hd.nclients >= HTTPD_CLIENTS_MAX) {
+			close(fd);
+			hd.refused++;
+			uint64_t now = now_ms();
+			if (!hd.refused_logged_ms || now - hd.refused_logged_ms >= HTTPD_REFUSED_LOG_MS) {
+				hd.refused_logged_ms = now;
+				log_warn("http endpoint: too many clients, closing new connections "
+					 "max=%d refused_total=%llu",
+					 HTTPD_CLIENTS_MAX, (unsigned long long)hd.refused);
+			}
+			continue;
+		}
+		client_new(fd);
 	}
 }
 
@@ -104,6 +492,7 @@ int httpd_open(const struct cfg_baton *cfg, char *err, size_t errlen)
 
 	if (!cfg->http[0])
 		return 0;
+	LIST_INIT(&hd.clients);
 	const struct addr *a = &cfg->http_addr;
 	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -111,28 +500,19 @@ int httpd_open(const struct cfg_baton *cfg, char *err, size_t errlen)
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0 || listen(fd, 128) < 0)
 		goto fail;
-	hd.http = evhttp_new(batond.base);
-	if (!hd.http) {
+	hd.ev_accept = event_new(batond.base, fd, EV_READ | EV_PERSIST, on_accept, NULL);
+	hd.ev_retry = evtimer_new(batond.base, accept_again, NULL);
+	if (!hd.ev_accept || !hd.ev_retry || event_add(hd.ev_accept, NULL) < 0) {
 		snprintf(err, errlen, "http %s: out of memory", cfg->http);
+		if (hd.ev_accept)
+			event_free(hd.ev_accept);
+		if (hd.ev_retry)
+			event_free(hd.ev_retry);
+		hd.ev_accept = hd.ev_retry = NULL;
 		close(fd);
 		return -1;
 	}
-	evhttp_set_timeout(hd.http, HTTPD_TIMEOUT_SEC);
-	evhttp_set_max_headers_size(hd.http, HTTPD_MAX_HEADERS);
-	evhttp_set_max_body_size(hd.http, 0);
-	/* Every method reaches on_request, which answers 405 to all but
-	 * GET and HEAD (evhttp itself would say 501). */
-	evhttp_set_allowed_methods(hd.http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
-						    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-						    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-	evhttp_set_gencb(hd.http, on_request, NULL);
-	if (!evhttp_accept_socket_with_handle(hd.http, fd)) {
-		snprintf(err, errlen, "http %s: cannot serve the socket", cfg->http);
-		evhttp_free(hd.http);
-		hd.http = NULL;
-		close(fd);
-		return -1;
-	}
+	hd.fd = fd;
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
@@ -140,8 +520,9 @@ int httpd_open(const struct cfg_baton *cfg, char *err, size_t errlen)
 	else
 		snprintf(bound, sizeof(bound), "?");
 	snprintf(hd.address, sizeof(hd.address), "%s", cfg->http);
-	log_info("http endpoint address=%s bound=%s paths=/metrics,/healthz,/readyz", cfg->http,
-		 bound);
+	log_info("http endpoint address=%s bound=%s paths=/metrics,/healthz,/readyz "
+		 "max_clients=%d deadline_s=%d",
+		 cfg->http, bound, HTTPD_CLIENTS_MAX, HTTPD_DEADLINE_SEC);
 	return 0;
 fail:
 	snprintf(err, errlen, "http %s: %s", cfg->http, strerror(errno));
@@ -152,8 +533,15 @@ fail:
 
 void httpd_close(void)
 {
-	if (hd.http)
-		evhttp_free(hd.http); /* closes the bound socket too */
-	hd.http = NULL;
+	struct client *c;
+	if (hd.fd < 0)
+		return;
+	while ((c = LIST_FIRST(&hd.clients)))
+		client_free(c);
+	event_free(hd.ev_accept);
+	event_free(hd.ev_retry);
+	hd.ev_accept = hd.ev_retry = NULL;
+	close(hd.fd);
+	hd.fd = -1;
 	hd.address[0] = '\0';
 }

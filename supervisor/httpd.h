@@ -6,7 +6,9 @@
  *   GET /readyz    200 when every program has its full count of RUNNING
  *                  workers, 503 otherwise (and during shutdown)
  *
- * Served by libevent's evhttp on batond's own loop; GET and HEAD only.
+ * Served on batond's own loop; GET and HEAD only, HTTP/1.0 and 1.1 with
+ * keep-alive.  At most 64 clients at once, each request answered within
+ * 10 s of its start or closed (httpd.c says why and how).
  */
 #ifndef BATON_HTTPD_H
 #define BATON_HTTPD_H

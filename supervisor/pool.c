@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "batond.h"
+#include "closer.h"
 #include "fdpass.h"
 #include "log.h"
 #include "output.h"
@@ -437,6 +438,7 @@ static void spawn_gen(struct slot *s, int generation)
 		goto retry;
 	}
 	fd_set_nonblock(sv[0]);
+	closer_guard_channel(sv[0]); /* workers may not send fds: refuse them */
 	w->prog = p;
 	w->slot = s->index;
 	w->generation = generation;

@@ -362,7 +362,8 @@ shift $(($BATON_WORKER - 2))
 exec python3 {bad} "$1"
 """, 0o755)
     n = 2 + len(variants)
-    b = Batond(td, web_config(workers=2, command=script), wait_ready=2)
+    b = Batond(td, web_config(workers=2, command=script), wait_ready=2,
+               wrapper=("env", "BATON_TEST_NO_PASSRIGHTS=1"))
     port = b.port("v4")
     load = Load(("127.0.0.1", port), threads=4, max_requests=10**6, max_seconds=120)
     time.sleep(0.3)

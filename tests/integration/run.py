@@ -28,6 +28,7 @@ import http_endpoint_tests  # noqa: E402,F401  (/metrics, /healthz, /readyz)
 import http_worker_tests  # noqa: E402,F401  (baton-http against hostile clients, ab)
 import man_tests  # noqa: E402,F401  (man pages render and tell the truth)
 import install_tests  # noqa: E402,F401  (make install / uninstall, pkg-config)
+import security_engine_tests  # noqa: E402,F401  (hostile workers and HTTP clients vs the event loop)
 import go_worker_tests  # noqa: E402,F401  (the Go worker example, when go is installed)
 import security_files_tests  # noqa: E402,F401  (planted output/log files, log line cleaning, NUL in config)
 
@@ -529,7 +530,7 @@ command = python3 {bad} {mode}
 start_retries = 0
 backoff = 10ms
 """
-    b = Batond(td, cfg, wait_ready=1)
+    b = Batond(td, cfg, wait_ready=1, wrapper=("env", "BATON_TEST_NO_PASSRIGHTS=1"))
     for i in range(5):
         b.wait_log(r"worker failed, killing it program=bad%d slot=0 pid=\d+ reason=\"[^\"]+\"" % i, 10)
     log = b.log()

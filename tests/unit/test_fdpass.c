@@ -576,6 +576,45 @@ static void test_close_all(void **state)
 	fdpass_close_all(fds, 0);
 }
 
+/*
+ * A receiver that refuses fds: the sender's SCM_RIGHTS fails with EPERM,
+ * nothing of that record arrives, plain records and fds sent the other
+ * way still pass.  Skipped on kernels before 6.16 (ENOPROTOOPT).
+ */
+static void test_refuse_fds(void **state)
+{
+	struct fx *f = *state;
+	char buf[16];
+	int fds[FDPASS_MAX], nfds = -7;
+
+	if (fdpass_refuse_fds(f->sv[1]) < 0) {
+		assert_int_equal(errno, ENOPROTOOPT);
+		skip();
+	}
+	make_pipes(f, FDPASS_MAX);
+	read_ends(f, FDPASS_MAX, fds);
+	int before = count_fds();
+	errno = 0;
+	assert_int_equal(fdpass_send(f->sv[0], "x", 1, fds, 1), -1);
+	assert_int_equal(errno, EPERM);
+	errno = 0;
+	assert_int_equal(fdpass_send(f->sv[0], "y", 1, fds, FDPASS_MAX), -1);
+	assert_int_equal(errno, EPERM);
+	assert_int_equal(fdpass_send(f->sv[0], "plain", 5, NULL, 0), 0);
+	assert_int_equal(fdpass_recv(f->sv[1], buf, sizeof(buf), f->got, &nfds), 5);
+	assert_int_equal(nfds, 0);
+	assert_memory_equal(buf, "plain", 5);
+	errno = 0;
+	assert_int_equal(fdpass_recv(f->sv[1], buf, sizeof(buf), f->got, &nfds), -1);
+	assert_int_equal(errno, EAGAIN);
+	assert_int_equal(count_fds(), before);
+	/* The refusing side still sends fds. */
+	assert_int_equal(fdpass_send(f->sv[1], "z", 1, fds, 1), 0);
+	assert_int_equal(fdpass_recv(f->sv[0], buf, sizeof(buf), f->got, &nfds), 1);
+	assert_int_equal(nfds, 1);
+	check_same_pipe(f, f->got[0], 0);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -598,6 +637,7 @@ int main(void)
 		T(test_send_epipe),
 		T(test_send_full),
 		T(test_close_all),
+		T(test_refuse_fds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
