@@ -318,7 +318,6 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 int control_open(const struct cfg_baton *cfg, char *err, size_t errlen)
 {
 	struct sockaddr_un un = {.sun_family = AF_UNIX};
-	struct stat st;
 
 	LIST_INIT(&ctl.clients);
 	if (strlen(cfg->control) >= sizeof(un.sun_path)) {
@@ -357,25 +356,22 @@ int control_open(const struct cfg_baton *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "socket: %s", strerror(errno));
 		return -1;
 	}
-	/* Create the file with no access, then open it up as configured. */
-	mode_t old = umask(0777);
-	int rc = bind(fd, (struct sockaddr *)&un, sizeof(un));
-	umask(old);
-	if (rc < 0) {
-		snprintf(err, errlen, "bind %s: %s", un.sun_path, strerror(errno));
+	/* Made with no access, then opened up as configured. */
+	if (listener_unix_bind(fd, un.sun_path, &ctl.dev, &ctl.ino, err, errlen) < 0) {
 		close(fd);
 		return -1;
 	}
 	ctl.fd = fd;
 	ctl.mode = cfg->control_mode;
 	snprintf(ctl.path, sizeof(ctl.path), "%s", un.sun_path);
-	if (stat(un.sun_path, &st) == 0) {
-		ctl.dev = st.st_dev;
-		ctl.ino = st.st_ino;
+	char why[200];
+	if (listener_unix_set(ctl.path, ctl.dev, ctl.ino, (uid_t)-1,
+			      ctl.have_group ? ctl.group : (gid_t)-1, ctl.mode, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "control socket %s: %s", un.sun_path, why);
+		control_close();
+		return -1;
 	}
-	if (chmod(un.sun_path, cfg->control_mode) < 0 ||
-	    (ctl.have_group && chown(un.sun_path, (uid_t)-1, ctl.group) < 0) ||
-	    listen(fd, 64) < 0) {
+	if (listen(fd, 64) < 0) {
 		snprintf(err, errlen, "control socket %s: %s", un.sun_path, strerror(errno));
 		control_close();
 		return -1;
@@ -392,15 +388,21 @@ int control_open(const struct cfg_baton *cfg, char *err, size_t errlen)
 void control_reconfigure(const struct cfg_baton *cfg)
 {
 	struct group *gr = cfg->control_group[0] ? getgrnam(cfg->control_group) : NULL;
+	char why[200];
 
 	ctl.have_group = gr != NULL;
 	ctl.group = gr ? gr->gr_gid : 0;
 	ctl.group_write = cfg->control_group_write;
-	if (ctl.mode != cfg->control_mode && chmod(ctl.path, cfg->control_mode) == 0)
+	if (ctl.mode == cfg->control_mode && !gr)
+		return;
+	if (listener_unix_set(ctl.path, ctl.dev, ctl.ino, (uid_t)-1, gr ? gr->gr_gid : (gid_t)-1,
+			      cfg->control_mode, why, sizeof(why)) < 0) {
+		log_warn("not changing control socket file path=%s reason=\"%s\"", ctl.path, why);
+		return;
+	}
+	if (ctl.mode != cfg->control_mode)
 		log_info("control socket mode=%04o path=%s", cfg->control_mode, ctl.path);
 	ctl.mode = cfg->control_mode;
-	if (gr && chown(ctl.path, (uid_t)-1, gr->gr_gid) < 0)
-		log_warn("control socket: chown %s: %s", ctl.path, strerror(errno));
 }
 
 void control_close(void)

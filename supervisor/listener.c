@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -73,6 +74,132 @@ void listener_unix_unlink(const char *path, dev_t dev, ino_t ino)
 		unlink(path);
 }
 
+/* The file at path itself, never a symlink's target: an O_PATH fd and its
+ * stat, or -1 with errno. */
+static int unix_file_open(const char *path, struct stat *st)
+{
+	int fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, st) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+static const char *file_kind(mode_t mode)
+{
+	return S_ISLNK(mode) ? "a symlink" : S_ISREG(mode) ? "a regular file" :
+	       S_ISDIR(mode) ? "a directory" : S_ISFIFO(mode) ? "a FIFO" :
+	       S_ISSOCK(mode) ? "a socket" : "a device";
+}
+
+int listener_unix_bind(int fd, const char *path, dev_t *dev, ino_t *ino, char *err, size_t errlen)
+{
+	struct sockaddr_un un = {.sun_family = AF_UNIX};
+	struct stat st;
+
+	if (strlen(path) >= sizeof(un.sun_path)) {
+		snprintf(err, errlen, "%s: path too long for a unix socket", path);
+		return -1;
+	}
+	strcpy(un.sun_path, path);
+	/* bind(2) gives the file the socket inode's mode less the umask (a
+	 * default ACL replaces the umask, not that mode): shut both. */
+	if (fchmod(fd, 0) < 0) {
+		snprintf(err, errlen, "socket for %s: fchmod: %s", path, strerror(errno));
+		return -1;
+	}
+	mode_t old = umask(0777);
+	int rc = bind(fd, (const struct sockaddr *)&un, sizeof(un));
+	umask(old);
+	if (rc < 0) {
+		snprintf(err, errlen, "bind %s: %s", path, strerror(errno));
+		return -1;
+	}
+	int pf = unix_file_open(path, &st);
+	if (pf < 0) {
+		snprintf(err, errlen, "%s right after bind: %s", path, strerror(errno));
+		return -1;
+	}
+	close(pf);
+	/* Whoever can write the directory may have swapped it already: only a
+	 * socket of ours with mode 0 is the file bind made. */
+	if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 07777)) {
+		snprintf(err, errlen, "%s was replaced right after bind: it is %s owned by uid %d, mode %04o",
+			 path, file_kind(st.st_mode), (int)st.st_uid, (unsigned)(st.st_mode & 07777));
+		return -1;
+	}
+	*dev = st.st_dev;
+	*ino = st.st_ino;
+	return 0;
+}
+
+int listener_unix_set(const char *path, dev_t dev, ino_t ino, uid_t uid, gid_t gid, mode_t mode,
+		      char *err, size_t errlen)
+{
+	struct stat st;
+	char proc[40];
+
+	int fd = unix_file_open(path, &st);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s", errno == ENOENT ? "is gone" : strerror(errno));
+		return -1;
+	}
+	if (!S_ISSOCK(st.st_mode) || st.st_dev != dev || st.st_ino != ino) {
+		if (S_ISSOCK(st.st_mode))
+			snprintf(err, errlen, "is another socket, not the one batond bound");
+		else
+			snprintf(err, errlen, "is %s, not the socket batond bound", file_kind(st.st_mode));
+		close(fd);
+		return -1;
+	}
+	if ((uid != (uid_t)-1 || gid != (gid_t)-1) && fchownat(fd, "", uid, gid, AT_EMPTY_PATH) < 0) {
+		snprintf(err, errlen, "chown: %s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	/* fchmod(2) refuses an O_PATH fd; its /proc link is the checked file
+	 * itself, not the path looked up again. */
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	if (chmod(proc, mode) < 0) {
+		snprintf(err, errlen, "chmod %s: %s", proc, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+/* The configured owner, (uid_t)-1 and (gid_t)-1 where it names none. */
+static int unix_owner(const struct cfg_listener *cfg, uid_t *uid, gid_t *gid, char *err, size_t errlen)
+{
+	char user[sizeof(cfg->owner)];
+
+	*uid = (uid_t)-1;
+	*gid = (gid_t)-1;
+	if (!cfg->owner[0])
+		return 0;
+	snprintf(user, sizeof(user), "%s", cfg->owner);
+	char *group = strchr(user, ':');
+	if (group)
+		*group++ = '\0';
+	struct passwd *pw = user[0] ? getpwnam(user) : NULL;
+	struct group *gr = group ? getgrnam(group) : NULL;
+	if ((user[0] && !pw) || (group && !gr)) {
+		snprintf(err, errlen, "owner %s: no such user or group", cfg->owner);
+		return -1;
+	}
+	if (pw)
+		*uid = pw->pw_uid;
+	if (gr)
+		*gid = gr->gr_gid;
+	return 0;
+}
+
 static int unix_prepare(struct listener *l, char *err, size_t errlen)
 {
 	const struct sockaddr_un *un = (const struct sockaddr_un *)&l->cfg.addr.ss;
@@ -81,43 +208,17 @@ static int unix_prepare(struct listener *l, char *err, size_t errlen)
 	return listener_unix_reclaim(un->sun_path, who, err, errlen);
 }
 
-static int unix_finish(struct listener *l, char *err, size_t errlen)
+/* Owner and mode as configured, on the socket file we bound only; -1
+ * with the reason (which does not name the path) in why. */
+static int unix_apply(const struct listener *l, char *why, size_t whylen)
 {
 	const struct sockaddr_un *un = (const struct sockaddr_un *)&l->cfg.addr.ss;
-	struct stat st;
+	uid_t uid;
+	gid_t gid;
 
-	if (chmod(un->sun_path, l->cfg.mode) < 0) {
-		snprintf(err, errlen, "chmod %s: %s", un->sun_path, strerror(errno));
+	if (unix_owner(&l->cfg, &uid, &gid, why, whylen) < 0)
 		return -1;
-	}
-	if (l->cfg.owner[0]) {
-		char user[sizeof(l->cfg.owner)];
-		uid_t uid = (uid_t)-1;
-		gid_t gid = (gid_t)-1;
-		snprintf(user, sizeof(user), "%s", l->cfg.owner);
-		char *group = strchr(user, ':');
-		if (group)
-			*group++ = '\0';
-		struct passwd *pw = user[0] ? getpwnam(user) : NULL;
-		struct group *gr = group ? getgrnam(group) : NULL;
-		if ((user[0] && !pw) || (group && !gr)) {
-			snprintf(err, errlen, "owner %s: no such user or group", l->cfg.owner);
-			return -1;
-		}
-		if (pw)
-			uid = pw->pw_uid;
-		if (gr)
-			gid = gr->gr_gid;
-		if (chown(un->sun_path, uid, gid) < 0) {
-			snprintf(err, errlen, "chown %s: %s", un->sun_path, strerror(errno));
-			return -1;
-		}
-	}
-	if (stat(un->sun_path, &st) == 0) {
-		l->dev = st.st_dev;
-		l->ino = st.st_ino;
-	}
-	return 0;
+	return listener_unix_set(un->sun_path, l->dev, l->ino, uid, gid, l->cfg.mode, why, whylen);
 }
 
 static void tcp_options(const struct listener *l, int fd)
@@ -249,15 +350,26 @@ int listener_open(struct listener *l, char *err, size_t errlen)
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
+	if (a->kind == ADDR_UNIX) {
+		const struct sockaddr_un *un = (const struct sockaddr_un *)&a->ss;
+		if (listener_unix_bind(fd, un->sun_path, &l->dev, &l->ino, err, errlen) < 0) {
+			close(fd);
+			return -1;
+		}
+	} else if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
 		snprintf(err, errlen, "bind %s: %s", l->cfg.address, strerror(errno));
 		close(fd);
 		return -1;
 	}
 	l->fd = fd;
-	if (a->kind == ADDR_UNIX && unix_finish(l, err, errlen) < 0) {
-		listener_close(l);
-		return -1;
+	if (a->kind == ADDR_UNIX) {
+		char why[200];
+		if (unix_apply(l, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "socket file %s: %s",
+				 ((const struct sockaddr_un *)&a->ss)->sun_path, why);
+			listener_close(l);
+			return -1;
+		}
 	}
 	if (listen(fd, (int)l->cfg.backlog) < 0) {
 		snprintf(err, errlen, "listen %s: %s", l->cfg.address, strerror(errno));
@@ -323,14 +435,19 @@ void listener_close(struct listener *l)
 
 void listener_update(struct listener *l, const struct cfg_listener *cfg)
 {
-	struct addr addr = l->cfg.addr; /* the same address: keep what is bound */
+	struct cfg_listener old = l->cfg;
 	l->cfg = *cfg;
-	l->cfg.addr = addr;
+	l->cfg.addr = old.addr; /* the same address: keep what is bound */
 	if (l->fd >= 0 && listen(l->fd, (int)cfg->backlog) < 0)
 		log_warn("listener=%s: cannot change backlog: %s", l->cfg.name, strerror(errno));
-	if (addr.kind == ADDR_UNIX) {
-		char err[256];
-		if (unix_finish(l, err, sizeof(err)) < 0)
-			log_warn("listener=%s: %s", l->cfg.name, err);
+	if (old.addr.kind == ADDR_UNIX) {
+		char why[200];
+		if (unix_apply(l, why, sizeof(why)) < 0) {
+			log_warn("not changing socket file listener=%s path=%s reason=\"%s\"", l->cfg.name,
+				 ((const struct sockaddr_un *)&old.addr.ss)->sun_path, why);
+			/* What the file has; the next reload tries again. */
+			l->cfg.mode = old.mode;
+			memcpy(l->cfg.owner, old.owner, sizeof(l->cfg.owner));
+		}
 	}
 }

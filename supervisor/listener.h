@@ -69,5 +69,21 @@ void listener_close(struct listener *l);
 int listener_unix_reclaim(const char *path, const char *who, char *err, size_t errlen);
 /* Remove path only if it is still the socket file (dev, ino) we made. */
 void listener_unix_unlink(const char *path, dev_t dev, ino_t ino);
+/*
+ * Bind fd to the unix socket path, the file made with mode 0 whatever the
+ * umask or a default ACL (it is opened up by listener_unix_set), then check
+ * that path is that file -- a socket of ours with mode 0, not a symlink --
+ * and note its dev and ino.  0, or -1 with the reason in err.
+ */
+int listener_unix_bind(int fd, const char *path, dev_t *dev, ino_t *ino, char *err, size_t errlen);
+/*
+ * Give the socket file at path the owner uid and gid ((uid_t)-1, (gid_t)-1
+ * keep them) and the mode, only if path is still the socket file (dev, ino)
+ * we bound, acting on the file checked, never through a symlink.  0, or -1
+ * with the reason in err (nothing changed, unless a chmod after a chown
+ * failed).
+ */
+int listener_unix_set(const char *path, dev_t dev, ino_t ino, uid_t uid, gid_t gid, mode_t mode,
+		      char *err, size_t errlen);
 
 #endif

@@ -1,0 +1,180 @@
+/*
+ * Unix socket files (supervisor/listener.c): bound with mode 0, opened up
+ * only on the file batond bound, and never through what was put in its
+ * place (a symlink to a root file, another socket, nothing).
+ */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "listener.h"
+
+static char dir[64], path[128], target[128], moved[128];
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/baton-unit-listener-XXXXXX");
+	if (!mkdtemp(dir))
+		return -1;
+	snprintf(path, sizeof(path), "%s/app.sock", dir);
+	snprintf(target, sizeof(target), "%s/target", dir);
+	snprintf(moved, sizeof(moved), "%s/moved.sock", dir);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	unlink(path);
+	unlink(target);
+	unlink(moved);
+	return rmdir(dir);
+}
+
+static int new_socket(void)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	return fd;
+}
+
+/* A root-only file an attacker would like batond to open up. */
+static void make_target(void)
+{
+	int fd = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "keep\n", 5), 5);
+	close(fd);
+	assert_int_equal(chmod(target, 0600), 0);
+}
+
+static void assert_target_untouched(void)
+{
+	struct stat st;
+	char buf[16] = "";
+	assert_int_equal(lstat(target, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(st.st_uid, geteuid());
+	int fd = open(target, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(read(fd, buf, sizeof(buf) - 1), 5);
+	close(fd);
+	assert_string_equal(buf, "keep\n");
+}
+
+/* The file is made with mode 0 whatever the umask, then set as asked. */
+static void test_bind_mode_0_then_set(void **state)
+{
+	(void)state;
+	struct stat st;
+	dev_t dev = 0;
+	ino_t ino = 0;
+	char err[256];
+	int fd = new_socket();
+
+	mode_t old = umask(0);
+	assert_int_equal(listener_unix_bind(fd, path, &dev, &ino, err, sizeof(err)), 0);
+	assert_int_equal(umask(old), 0); /* the umask is given back */
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0);
+	assert_true(st.st_dev == dev && st.st_ino == ino);
+
+	assert_int_equal(listener_unix_set(path, dev, ino, (uid_t)-1, (gid_t)-1, 0660, err, sizeof(err)), 0);
+	assert_int_equal(lstat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0660);
+	if (geteuid() == 0) {
+		assert_int_equal(listener_unix_set(path, dev, ino, 65534, 65534, 0600, err, sizeof(err)), 0);
+		assert_int_equal(lstat(path, &st), 0);
+		assert_int_equal(st.st_uid, 65534);
+		assert_int_equal(st.st_gid, 65534);
+		assert_int_equal(st.st_mode & 07777, 0600);
+	}
+	/* A path already taken is not bound over. */
+	int fd2 = new_socket();
+	assert_int_equal(listener_unix_bind(fd2, path, &dev, &ino, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "Address already in use"));
+	close(fd2);
+	listener_unix_unlink(path, dev, ino);
+	assert_int_equal(lstat(path, &st), -1);
+	close(fd);
+}
+
+/* The socket replaced by a symlink to a root file: nothing is changed,
+ * through the symlink or otherwise, and the symlink is not removed. */
+static void test_symlink_refused(void **state)
+{
+	(void)state;
+	struct stat st;
+	dev_t dev = 0;
+	ino_t ino = 0;
+	char err[256];
+	int fd = new_socket();
+
+	assert_int_equal(listener_unix_bind(fd, path, &dev, &ino, err, sizeof(err)), 0);
+	make_target();
+	assert_int_equal(rename(path, moved), 0);
+	assert_int_equal(symlink(target, path), 0);
+	assert_int_equal(listener_unix_set(path, dev, ino, 65534, 65534, 0666, err, sizeof(err)), -1);
+	assert_string_equal(err, "is a symlink, not the socket batond bound");
+	assert_target_untouched();
+	assert_int_equal(lstat(moved, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0); /* ours, still as it was */
+	listener_unix_unlink(path, dev, ino);
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISLNK(st.st_mode));
+	close(fd);
+}
+
+/* Another file or socket in its place, or none: refused with the reason. */
+static void test_other_files_refused(void **state)
+{
+	(void)state;
+	struct stat st;
+	dev_t dev = 0, dev2;
+	ino_t ino = 0, ino2;
+	char err[256];
+	int fd = new_socket(), other = new_socket();
+
+	assert_int_equal(listener_unix_bind(fd, path, &dev, &ino, err, sizeof(err)), 0);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(listener_unix_set(path, dev, ino, (uid_t)-1, (gid_t)-1, 0666, err, sizeof(err)), -1);
+	assert_string_equal(err, "is gone");
+
+	assert_int_equal(listener_unix_bind(other, path, &dev2, &ino2, err, sizeof(err)), 0);
+	assert_int_equal(listener_unix_set(path, dev, ino, (uid_t)-1, (gid_t)-1, 0666, err, sizeof(err)), -1);
+	assert_string_equal(err, "is another socket, not the one batond bound");
+	assert_int_equal(lstat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0);
+	assert_int_equal(unlink(path), 0);
+
+	make_target();
+	assert_int_equal(link(target, path), 0); /* a hard link: another inode than ours */
+	assert_int_equal(listener_unix_set(path, dev, ino, (uid_t)-1, (gid_t)-1, 0666, err, sizeof(err)), -1);
+	assert_string_equal(err, "is a regular file, not the socket batond bound");
+	assert_target_untouched();
+	close(fd);
+	close(other);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_bind_mode_0_then_set, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_symlink_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_other_files_refused, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
