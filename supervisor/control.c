@@ -226,6 +226,46 @@ static enum access peer_access(uid_t uid, gid_t gid)
 	return ctl.group_write ? ACCESS_FULL : ACCESS_READ;
 }
 
+enum control_limit control_limit(int full, int clients, int read_only, int of_uid)
+{
+	if (clients >= CONTROL_CLIENTS_MAX)
+		return CONTROL_LIMIT_ALL;
+	if (full)
+		return CONTROL_LIMIT_NONE; /* they may stop batond anyway */
+	if (of_uid >= CONTROL_CLIENTS_PER_UID)
+		return CONTROL_LIMIT_UID;
+	if (read_only >= CONTROL_CLIENTS_MAX - CONTROL_CLIENTS_RESERVED)
+		return CONTROL_LIMIT_READ_ONLY;
+	return CONTROL_LIMIT_NONE;
+}
+
+/* Whether one more client of uid may connect; if not, log which limit. */
+static int admit(uid_t uid, pid_t pid, enum access access)
+{
+	static const struct {
+		const char *name;
+		int max;
+	} limits[] = {
+		[CONTROL_LIMIT_ALL] = {"all", CONTROL_CLIENTS_MAX},
+		[CONTROL_LIMIT_UID] = {"uid", CONTROL_CLIENTS_PER_UID},
+		[CONTROL_LIMIT_READ_ONLY] = {"read_only", CONTROL_CLIENTS_MAX - CONTROL_CLIENTS_RESERVED},
+	};
+	struct client *c;
+	int read_only = 0, of_uid = 0;
+
+	LIST_FOREACH(c, &ctl.clients, link) {
+		read_only += c->access == ACCESS_READ;
+		of_uid += c->uid == uid;
+	}
+	enum control_limit limit = control_limit(access == ACCESS_FULL, batond.control.clients,
+						 read_only, of_uid);
+	if (limit == CONTROL_LIMIT_NONE)
+		return 1;
+	log_warn("control: too many clients, refused uid=%d pid=%d limit=%s max=%d", (int)uid,
+		 (int)pid, limits[limit].name, limits[limit].max);
+	return 0;
+}
+
 static void refuse(int fd, const char *line)
 {
 	ssize_t r = send(fd, line, strlen(line), MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -284,10 +324,8 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 			refuse(cfd, "= 4 permission denied: this uid may not use batond's control socket\n");
 			continue;
 		}
-		if (batond.control.clients >= CONTROL_CLIENTS_MAX) {
+		if (!admit(cred.uid, cred.pid, access)) {
 			batond.control.refused_busy++;
-			log_warn("control: too many clients, refused uid=%d pid=%d max=%d",
-				 (int)cred.uid, (int)cred.pid, CONTROL_CLIENTS_MAX);
 			refuse(cfd, "= 1 batond is busy: too many control clients, try again\n");
 			continue;
 		}

@@ -13,6 +13,8 @@
 struct cfg_baton;
 
 #define CONTROL_CLIENTS_MAX 32
+#define CONTROL_CLIENTS_PER_UID 8  /* for each read-only uid */
+#define CONTROL_CLIENTS_RESERVED 8 /* of the MAX, for full-access users only */
 #define CONTROL_REQUEST_TIMEOUT_MS 5000 /* to send the request line */
 #define CONTROL_WRITE_TIMEOUT_MS 10000  /* a client that stops reading */
 
@@ -23,5 +25,17 @@ int control_open(const struct cfg_baton *cfg, char *err, size_t errlen);
 void control_close(void);
 /* A reload's new control_mode / control_group settings (the reload hook). */
 void control_reconfigure(const struct cfg_baton *cfg);
+
+/* The limit that refuses one more client, so that read-only users cannot
+ * crowd out root: CONTROL_LIMIT_NONE when it may connect. */
+enum control_limit {
+	CONTROL_LIMIT_NONE,
+	CONTROL_LIMIT_ALL,       /* CONTROL_CLIENTS_MAX clients */
+	CONTROL_LIMIT_UID,       /* CONTROL_CLIENTS_PER_UID of a read-only uid */
+	CONTROL_LIMIT_READ_ONLY, /* the MAX less the RESERVED, read-only clients */
+};
+/* full: the new client may run every command; clients, read_only and
+ * of_uid: how many are connected now, of them read-only, of its uid. */
+enum control_limit control_limit(int full, int clients, int read_only, int of_uid);
 
 #endif
