@@ -41,6 +41,7 @@ struct client {
 	enum access access;
 	int requested; /* its one request was read: no more input */
 	int answered;  /* the "=" line is queued: close once it is written */
+	struct event *deadline; /* for the request line */
 	struct reply reply;
 };
 
@@ -66,6 +67,7 @@ static void client_free(struct client *c)
 		op_reply_gone(c); /* an operation it started goes on without it */
 	LIST_REMOVE(c, link);
 	batond.control.clients--;
+	event_free(c->deadline);
 	bufferevent_free(c->bev);
 	free(c);
 }
@@ -179,18 +181,25 @@ static void on_write(struct bufferevent *bev, void *arg)
 		client_free(c);
 }
 
+/* The request is due CONTROL_REQUEST_TIMEOUT_MS after connecting, however
+ * it trickles in: a read timeout would start again with every byte. */
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+	(void)fd;
+	(void)what;
+	if (c->answered || c->requested)
+		return;
+	/* Silent or half a request: tell it, then let it go. */
+	batond.control.bad_requests++;
+	finish(c, CTL_USAGE, "no complete request within %d s", CONTROL_REQUEST_TIMEOUT_MS / 1000);
+	bufferevent_set_timeouts(c->bev, NULL, &(struct timeval){1, 0});
+}
+
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct client *c = arg;
 	(void)bev;
-	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !c->answered && !c->requested) {
-		/* Silent or half a request: tell it, then let it go. */
-		batond.control.bad_requests++;
-		finish(c, CTL_USAGE, "no complete request within %d s",
-		       CONTROL_REQUEST_TIMEOUT_MS / 1000);
-		bufferevent_set_timeouts(c->bev, NULL, &(struct timeval){1, 0});
-		return;
-	}
 	if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING) && !c->answered && !c->requested &&
 	    evbuffer_get_length(bufferevent_get_input(bev)) == 0) {
 		client_free(c); /* left without asking anything */
@@ -330,9 +339,11 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 			continue;
 		}
 		struct client *c = calloc(1, sizeof(*c));
-		if (c)
+		if (c && (c->deadline = evtimer_new(batond.base, on_deadline, c)))
 			c->bev = bufferevent_socket_new(batond.base, cfd, BEV_OPT_CLOSE_ON_FREE);
 		if (!c || !c->bev) {
+			if (c && c->deadline)
+				event_free(c->deadline);
 			free(c);
 			close(cfd);
 			continue;
@@ -347,7 +358,8 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 		struct timeval rt = {CONTROL_REQUEST_TIMEOUT_MS / 1000, 0};
 		struct timeval wt = {CONTROL_WRITE_TIMEOUT_MS / 1000, 0};
 		bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
-		bufferevent_set_timeouts(c->bev, &rt, &wt);
+		bufferevent_set_timeouts(c->bev, NULL, &wt);
+		evtimer_add(c->deadline, &rt);
 		bufferevent_setwatermark(c->bev, EV_READ, 0, CTL_LINE_MAX + 1);
 		bufferevent_enable(c->bev, EV_READ);
 	}
