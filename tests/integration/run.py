@@ -31,6 +31,7 @@ import install_tests  # noqa: E402,F401  (make install / uninstall, pkg-config)
 import security_engine_tests  # noqa: E402,F401  (hostile workers and HTTP clients vs the event loop)
 import go_worker_tests  # noqa: E402,F401  (the Go worker example, when go is installed)
 import security_files_tests  # noqa: E402,F401  (planted output/log files, log line cleaning, NUL in config)
+import security_ctl_tests  # noqa: E402,F401  (socket files swapped for symlinks, control client limits)
 
 def run(args, **kw):
     return subprocess.run(args, capture_output=True, text=True, timeout=30, **kw)
