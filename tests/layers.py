@@ -6,13 +6,15 @@ Usage: python3 tests/layers.py OBJDIR [README]
 OBJDIR holds the supervisor's objects (build/obj/supervisor).  A file uses
 another when one of its undefined symbols is defined there (nm).  README
 (supervisor/README.md) gives every supervisor/*.c file a floor in a table
-row "| N | `file.c` | ... |".  The check fails when:
+row "| N | `file.c` | ... |", or marks it as part of batonctl with
+"| batonctl | `file.c` | ... |" (batonctl.c always is).  The check fails when:
 
 - a supervisor/*.c file has no floor, or the table names a missing file;
 - a file uses a file on a higher floor (calls go down, or sideways);
 - the use graph has a cycle other than pool.c <-> dispatch.c, the engine's
   pair that may call each other;
-- batonctl.c (a separate program) uses any supervisor file;
+- a file of batonctl (a separate program) uses a file of batond, or the
+  other way round;
 - a supervisor/*.c file has more than MAX_LINES lines.
 
 Prints one line per problem and a closing "N passed, N failed" line.
@@ -28,13 +30,16 @@ PAIR = {"pool.c", "dispatch.c"}
 
 
 def floors_from(readme):
-    floors = {}
+    """({file: floor} of batond's files, {files of batonctl})."""
+    floors, ctl = {}, {"batonctl.c"}
     with open(readme) as f:
         for line in f:
-            m = re.match(r"^\|\s*(\d+)\s*\|\s*`([\w.]+\.c)`\s*\|", line)
-            if m:
+            m = re.match(r"^\|\s*(\d+|batonctl)\s*\|\s*`([\w.]+\.c)`\s*\|", line)
+            if m and m.group(1) == "batonctl":
+                ctl.add(m.group(2))
+            elif m:
                 floors[m.group(2)] = int(m.group(1))
-    return floors
+    return floors, ctl
 
 
 def symbols(obj):
@@ -112,15 +117,15 @@ def main():
     readme = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "supervisor", "README.md")
     srcdir = os.path.join(ROOT, "supervisor")
     sources = sorted(f for f in os.listdir(srcdir) if f.endswith(".c"))
-    floors = floors_from(readme)
+    floors, ctl = floors_from(readme)
     problems = []
     checks = 0
 
     for src in sources:
         checks += 1
-        if src != "batonctl.c" and src not in floors:
+        if src not in ctl and src not in floors:
             problems.append(f"{src}: no floor in {readme}")
-    for name in floors:
+    for name in [*floors, *sorted(ctl)]:
         checks += 1
         if name not in sources:
             problems.append(f"{readme}: names {name}, which does not exist")
@@ -136,9 +141,9 @@ def main():
         for other, names in sorted(graph[src].items()):
             checks += 1
             what = ", ".join(sorted(names)[:4]) + (" ..." if len(names) > 4 else "")
-            if src == "batonctl.c" or other == "batonctl.c":
+            if (src in ctl) != (other in ctl):
                 problems.append(f"{src} uses {other} ({what}): batonctl is a separate program")
-            elif {src, other} == PAIR:
+            elif src in ctl or {src, other} == PAIR:
                 continue
             elif src in floors and other in floors and floors[other] > floors[src]:
                 problems.append(f"{src} (floor {floors[src]}) calls up to {other} "
