@@ -45,7 +45,9 @@ LDLIBS_THREAD := -pthread
 ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS)
 
 COMMON_SRC := $(wildcard common/*.c)
-SUP_SRC := $(filter-out supervisor/batonctl.c supervisor/main.c,$(wildcard supervisor/*.c))
+# batonctl's own files (supervisor/README.md marks them); batond has the rest.
+CTL_SRC := supervisor/batonctl.c supervisor/client.c
+SUP_SRC := $(filter-out $(CTL_SRC) supervisor/main.c,$(wildcard supervisor/*.c))
 COMMON_OBJ := $(COMMON_SRC:%.c=$(O)/%.o)
 SUP_OBJ := $(SUP_SRC:%.c=$(O)/%.o)
 LIBBATON := $(O)/libbaton.a
@@ -80,7 +82,7 @@ $(B)/batond: $(O)/supervisor/main.o $(SUP_OBJ) $(O)/libcommon.a
 	@mkdir -p $(B)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS_EV) $(LDLIBS_INI) $(LDLIBS_THREAD)
 
-$(B)/batonctl: $(O)/supervisor/batonctl.o $(O)/libcommon.a
+$(B)/batonctl: $(CTL_SRC:%.c=$(O)/%.o) $(O)/libcommon.a
 	@mkdir -p $(B)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS_INI)
 
@@ -105,7 +107,7 @@ do-integration: do-all
 
 # batond's floors (supervisor/README.md): no call up, no cycle but the
 # engine's pool.c <-> dispatch.c, no file over 800 lines.
-do-layers: $(O)/supervisor/main.o $(SUP_OBJ) $(O)/supervisor/batonctl.o
+do-layers: $(O)/supervisor/main.o $(SUP_OBJ) $(CTL_SRC:%.c=$(O)/%.o)
 	python3 tests/layers.py $(O)/supervisor supervisor/README.md
 
 # The committed fuzz corpus is replayed on every test run (a second); the
