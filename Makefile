@@ -46,7 +46,7 @@ ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS)
 
 COMMON_SRC := $(wildcard common/*.c)
 # batonctl's own files (supervisor/README.md marks them); batond has the rest.
-CTL_SRC := supervisor/batonctl.c supervisor/client.c
+CTL_SRC := supervisor/batonctl.c supervisor/client.c supervisor/top.c
 SUP_SRC := $(filter-out $(CTL_SRC) supervisor/main.c,$(wildcard supervisor/*.c))
 COMMON_OBJ := $(COMMON_SRC:%.c=$(O)/%.o)
 SUP_OBJ := $(SUP_SRC:%.c=$(O)/%.o)

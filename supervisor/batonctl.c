@@ -2,7 +2,8 @@
  * batonctl: batond's command line client.  It sends one baton/1 request
  * (common/ctl.h) on the control socket and relays the answer: progress to
  * stderr, output to stdout, and the final line's code as its exit status.
- * The exchange itself is in client.c.
+ * The exchange itself is in client.c; `batonctl top`, which repeats two
+ * requests as a live view, in top.c.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -16,6 +17,7 @@
 
 #include "client.h"
 #include "ctl.h"
+#include "top.h"
 #include "util.h"
 #include "version.h"
 
@@ -47,6 +49,9 @@ static void usage(FILE *f)
 		ctl_help_line(c, line, sizeof(line));
 		fprintf(f, "%s\n", line);
 	}
+	char line[256];
+	ctl_help_line(&top_command, line, sizeof(line)); /* batonctl's own */
+	fprintf(f, "%s\n", line);
 	fprintf(f, "%s\n\n"
 		"Exit status: 0 done, 1 failed, 2 usage error, 3 a worker is not\n"
 		"RUNNING (status), 4 permission denied or batond unreachable.\n",
@@ -58,6 +63,10 @@ static int help(int argc, char **argv)
 {
 	if (argc == 0) {
 		usage(stdout);
+		return CTL_OK;
+	}
+	if (strcmp(argv[0], "top") == 0) {
+		top_help(stdout);
 		return CTL_OK;
 	}
 	const struct ctl_command *c = ctl_find(argv[0]);
@@ -218,6 +227,13 @@ int main(int argc, char **argv)
 
 	char **args = argv + optind;
 	int nargs = argc - optind;
+	char path[PATH_MAX];
+	if (strcmp(args[0], "top") == 0) {
+		if (json)
+			client_die(CTL_USAGE, "top draws a table, not JSON (see --json status)");
+		choose_socket(sock, config, path, sizeof(path));
+		return top_run(path, timeout, nargs, args);
+	}
 	const struct ctl_command *c = ctl_find(args[0]);
 	if (!c)
 		client_die(CTL_USAGE, "unknown command '%s'; '%s help' lists them", args[0], prog);
@@ -234,7 +250,6 @@ int main(int argc, char **argv)
 	if (len < 0)
 		client_die(CTL_USAGE, "%s", err);
 
-	char path[PATH_MAX];
 	choose_socket(sock, config, path, sizeof(path));
 	struct client_exchange x = {.timeout = timeout, .line = relay_line};
 	if (timeout)
