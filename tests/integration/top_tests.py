@@ -1,10 +1,11 @@
-"""batonctl top.
+"""batonctl top, and the Grafana dashboard in etc/grafana/baton.json.
 
 Tests named top_* run batonctl top with its output captured (one frame, or
 -n N), against a real batond or a scripted stand-in that answers exactly
 what a test needs (latency buckets, an upgrade half done, a refresh that
 fails); the terminal ones run it in a private tmux server (tmux -S, killed
-by its socket).
+by its socket).  grafana_dashboard_* checks the dashboard against the
+metrics a running batond really exports.
 """
 import json
 import os
@@ -16,7 +17,8 @@ import subprocess
 import threading
 import time
 
-from harness import skip, Batond, Load, bin_path, test, wait_until, web_config
+from harness import (skip, Batond, Load, ROOT, bin_path, http_get, test,  # noqa: F401
+                     wait_until, web_config)
 
 
 def top(sock, *args, timeout=30):
@@ -421,3 +423,84 @@ def top_in_a_terminal_sigint_sigterm_restore(td):
             assert_restored(t, pid, rc)
     finally:
         t.kill()
+
+
+# ---------------------------------------------------------------- the Grafana dashboard
+
+METRIC_RX = re.compile(r"\bbaton_[a-z0-9_]+\b")
+SELECTOR_RX = re.compile(r"\b(baton_[a-z0-9_]+)\{([^}]*)\}")
+BY_RX = re.compile(r"\bby \(([^)]*)\)")
+
+
+def panels_of(dash):
+    for p in dash["panels"]:
+        yield p
+        yield from p.get("panels", [])  # a collapsed row's
+
+
+@test
+def grafana_dashboard_uses_only_real_metrics(td):
+    """etc/grafana/baton.json is a valid dashboard (schemaVersion, the
+    DS_PROMETHEUS input, the program variable); every panel has a title
+    and the Prometheus datasource; every metric any query names is in
+    `batonctl metrics` of a running batond, with the labels the query
+    selects or groups by."""
+    with open(os.path.join(ROOT, "etc", "grafana", "baton.json")) as f:
+        dash = json.load(f)
+    ds = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
+    assert 36 <= dash["schemaVersion"] <= 39, dash["schemaVersion"]
+    assert dash["title"] and dash["uid"], dash.get("uid")
+    assert [i["name"] for i in dash["__inputs"]] == ["DS_PROMETHEUS"], dash["__inputs"]
+    assert dash["__inputs"][0]["type"] == "datasource" and dash["__inputs"][0]["pluginId"] == "prometheus"
+    var = {v["name"]: v for v in dash["templating"]["list"]}["program"]
+    assert var["type"] == "query" and var["datasource"] == ds, var
+    assert var["definition"] == "label_values(baton_connections_accepted_total, program)", var
+    assert var["query"]["query"] == var["definition"], var
+
+    # a batond that has served something, so every family has samples
+    b = Batond(td, web_config(workers=2), wait_ready=2)
+    for _ in range(20):
+        assert http_get(("127.0.0.1", b.port("v4")))[0] == 200
+    r = subprocess.run([bin_path("batonctl"), "-s", b.control, "metrics"], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    labels = {}  # metric -> the label names of its samples
+    for line in r.stdout.splitlines():
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? \S+$", line)
+        if m:
+            labels.setdefault(m[1], set()).update(re.findall(r'(\w+)="', m[2] or ""))
+    exprs = [var["definition"]]
+    ids, seen = set(), set()
+    for p in panels_of(dash):
+        assert p.get("title"), p
+        assert p["id"] not in ids and set(p["gridPos"]) >= {"x", "y", "w", "h"}, p
+        ids.add(p["id"])
+        if p["type"] == "row":
+            continue
+        assert p.get("datasource") == ds, (p["title"], p.get("datasource"))
+        assert p["targets"], p["title"]
+        for target in p["targets"]:
+            assert target.get("datasource") == ds and target["expr"] and target["refId"], (p["title"], target)
+            exprs.append(target["expr"])
+    for expr in exprs:
+        names = set(METRIC_RX.findall(expr))
+        assert names, expr
+        for name in names:
+            assert name in labels, f"{name} (in {expr}) is not in batonctl metrics"
+            seen.add(name)
+        for name, sel in SELECTOR_RX.findall(expr):
+            for label in re.findall(r"(\w+)\s*=~?", sel):
+                assert label in labels[name], f"{name} has no label {label} (in {expr})"
+        for group in BY_RX.findall(expr):
+            for label in (x.strip() for x in group.split(",")):
+                assert all(label in labels[n] for n in names), f"by ({label}) in {expr}"
+    # what the dashboard is for: one of each
+    for name in ("baton_connections_accepted_total", "baton_connections_acked_total",
+                 "baton_connections_redispatched_total", "baton_connections_dropped_total",
+                 "baton_connections_lost_total", "baton_queue_depth", "baton_workers",
+                 "baton_handoff_latency_seconds_bucket", "baton_upgrades_total", "baton_control_clients"):
+        assert name in seen, f"no panel shows {name}"
+    for q in ("0.5", "0.99"):
+        assert any(f"histogram_quantile({q}, sum by (le, program) "
+                   f"(rate(baton_handoff_latency_seconds_bucket" in e for e in exprs), q
+    print(f"    {len(ids)} panels, {len(exprs)} queries, {len(seen)} metrics, all exported")
