@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 int util_parse_int(const char *s, long long min, long long max,
 		   long long *out)
@@ -240,6 +241,25 @@ int fd_set_cloexec(int fd)
 	int fl = fcntl(fd, F_GETFD);
 	if (fl < 0 || fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0)
 		return -1;
+	return 0;
+}
+
+int fd_open_std(void)
+{
+	for (int fd = 0; fd <= 2; fd++) {
+		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+			continue;
+		/* The lowest free fd, so fd itself: the ones below are open. */
+		int null = open("/dev/null", O_RDWR);
+		if (null < 0)
+			return -1;
+		if (null != fd) {
+			int rc = dup2(null, fd);
+			close(null);
+			if (rc < 0)
+				return -1;
+		}
+	}
 	return 0;
 }
 

@@ -46,6 +46,10 @@ int util_expand_here(const char *here, const char *in, char *out, size_t size);
 
 int fd_set_nonblock(int fd);
 int fd_set_cloexec(int fd);
+/* Open /dev/null on whichever of fds 0, 1 and 2 is closed, so that no
+ * file or socket opened later lands there: written to as stdout or
+ * stderr, or given to a child as one.  0, or -1 with errno. */
+int fd_open_std(void);
 
 /* Milliseconds / microseconds on the monotonic clock. */
 uint64_t now_ms(void);

@@ -27,6 +27,7 @@
 #include "pool.h"
 #include "reload.h"
 #include "upgrade.h"
+#include "util.h"
 #include "version.h"
 
 
@@ -162,6 +163,12 @@ int main(int argc, char **argv)
 	int test = 0, c;
 	enum log_level lvl;
 
+	/* Before anything opens a file or a socket. */
+	if (fd_open_std() < 0) {
+		fprintf(stderr, "batond: cannot open /dev/null on a closed fd 0-2: %s\n",
+			strerror(errno));
+		return 1;
+	}
 	log_init("batond");
 	while ((c = getopt_long(argc, argv, "c:tl:Vh", opts, NULL)) != -1) {
 		switch (c) {

@@ -1,6 +1,7 @@
 /*
  * The small shared helpers (common/util.c, common/log.c): duration, integer,
- * boolean and mode parsing, listener addresses, log level names.
+ * boolean and mode parsing, listener addresses, fd flags and fds 0-2, log
+ * level names.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -575,6 +576,61 @@ static void test_fd_flags(void **state)
 	close(p[1]);
 	assert_int_equal(fd_set_nonblock(p[0]), -1);
 	assert_int_equal(fd_set_cloexec(p[0]), -1);
+}
+
+static int is_devnull(int fd)
+{
+	struct stat st, null;
+	return fstat(fd, &st) == 0 && stat("/dev/null", &null) == 0 && S_ISCHR(st.st_mode) &&
+	       st.st_rdev == null.st_rdev;
+}
+
+/* In a child (its fds 0-2 are at stake): close those in mask, call
+ * fd_open_std(); 0 if every one is then open, the closed ones on
+ * /dev/null (read and write), the others untouched, and a new fd lands
+ * above 2; otherwise the number of the first check that failed. */
+static int std_fds_child(int mask)
+{
+	struct stat before[3], st;
+	for (int fd = 0; fd <= 2; fd++)
+		if (fstat(fd, &before[fd]) < 0)
+			return 1;
+	for (int fd = 0; fd <= 2; fd++)
+		if (mask & (1 << fd))
+			close(fd);
+	if (fd_open_std() < 0)
+		return 2;
+	for (int fd = 0; fd <= 2; fd++) {
+		if (mask & (1 << fd)) {
+			if (!is_devnull(fd) || (fcntl(fd, F_GETFL) & O_ACCMODE) != O_RDWR)
+				return 3;
+			if (fcntl(fd, F_GETFD) & FD_CLOEXEC)
+				return 4;
+		} else if (fstat(fd, &st) < 0 || st.st_ino != before[fd].st_ino ||
+			   st.st_dev != before[fd].st_dev) {
+			return 5;
+		}
+	}
+	int fd = open("/dev/null", O_RDONLY);
+	return fd > 2 ? 0 : 6;
+}
+
+static void test_fd_open_std(void **state)
+{
+	(void)state;
+	/* none closed, each one alone, 0 and 2, all three */
+	static const int masks[] = {0, 1, 2, 4, 5, 7};
+	for (size_t i = 0; i < sizeof(masks) / sizeof(masks[0]); i++) {
+		fflush(NULL);
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0)
+			_exit(std_fds_child(masks[i]));
+		int status;
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			fail_msg("closed mask %d: check %d failed", masks[i], WEXITSTATUS(status));
+	}
 }
 
 static void test_now_ms(void **state)
@@ -1229,6 +1285,7 @@ int main(void)
 		cmocka_unit_test(test_addr_roundtrip),
 		cmocka_unit_test(test_addr_bind),
 		cmocka_unit_test(test_fd_flags),
+		cmocka_unit_test(test_fd_open_std),
 		cmocka_unit_test(test_now_ms),
 		cmocka_unit_test(test_log_levels),
 		cmocka_unit_test(test_log_lines),
