@@ -1,8 +1,9 @@
 /*
- * Starting a worker process: fork and exec the program's command with the
- * channel on fd 3, stdout/stderr where output.c says, stdin on /dev/null,
- * every other fd closed, signal handlers and mask reset, its own process
- * group, the program's environment, directory and user, and the BATON_*
+ * Starting a worker process: fork and exec the program's command in a
+ * session of its own (no controlling terminal; it leads its own process
+ * group), with the channel on fd 3, stdout/stderr where output.c says,
+ * stdin on /dev/null, every other fd closed, signal handlers and mask
+ * reset, the program's environment, directory and user, and the BATON_*
  * variables (worker/PROTOCOL.md).
  */
 #ifndef BATON_SPAWN_H
