@@ -14,10 +14,152 @@
 
 #include "config.h"
 
-static void apply_env(char **env)
+/*
+ * Variables that describe batond's own session, not the worker's: a worker
+ * gets one only if its program's `environment` sets it.  batond already
+ * unsets the notify and activation ones when it reads them (notify.c,
+ * activation.c); they are here too so that this list is the whole answer.
+ * Whole names, not LISTEN_* or WATCHDOG_*: systemd sets just these, and a
+ * prefix would also take a LISTEN_ADDR an operator exported for a worker.
+ * TERM stays: it names the terminal a worker with `stdout = inherit`
+ * writes to, and says nothing about batond.
+ */
+static const char *const session_vars[] = {
+	"NOTIFY_SOCKET",	 /* a worker would speak to systemd in batond's name */
+	"WATCHDOG_USEC",	 /* batond's watchdog, which a worker cannot keep */
+	"WATCHDOG_PID",
+	"LISTEN_PID",		 /* sockets systemd passed to batond, not to the worker */
+	"LISTEN_FDS",
+	"LISTEN_FDNAMES",
+	"MAINPID",		 /* pids of batond's unit and its manager */
+	"MANAGERPID",
+	"SYSTEMD_EXEC_PID",
+	"INVOCATION_ID",	 /* names this run of batond's unit */
+	"CREDENTIALS_DIRECTORY", /* batond's secrets (LoadCredential=) */
+	"JOURNAL_STREAM",	 /* true of batond's stdout/stderr only (see keep_journal) */
+	"XDG_RUNTIME_DIR",	 /* the runtime directory of whoever started batond */
+	"XDG_SESSION_ID",	 /* that login session */
+	"XDG_SESSION_TYPE",
+	"XDG_SESSION_CLASS",
+	"XDG_SEAT",
+	"XDG_VTNR",
+	"DBUS_SESSION_BUS_ADDRESS", /* that user's session bus */
+	"SSH_AUTH_SOCK",	 /* the operator's SSH agent, maybe forwarded */
+	"SSH_AGENT_PID",
+	"SSH_CONNECTION",	 /* the operator's login */
+	"SSH_CLIENT",
+	"SSH_TTY",
+};
+
+struct env {
+	char **v;
+	size_t n, cap;
+};
+
+static int is_var(const char *entry, const char *name, size_t len)
 {
-	for (char **e = env; e && *e; e++)
-		putenv(*e);
+	return strncmp(entry, name, len) == 0 && entry[len] == '=';
+}
+
+static int is_session_var(const char *entry, int keep_journal)
+{
+	for (size_t i = 0; i < sizeof(session_vars) / sizeof(session_vars[0]); i++)
+		if (is_var(entry, session_vars[i], strlen(session_vars[i])))
+			return !(keep_journal && strcmp(session_vars[i], "JOURNAL_STREAM") == 0);
+	return 0;
+}
+
+/* Index of the variable entry names (NAME=...) in e, or -1. */
+static ssize_t env_find(const struct env *e, const char *entry)
+{
+	size_t len = strcspn(entry, "=");
+	for (size_t i = 0; i < e->n; i++)
+		if (is_var(e->v[i], entry, len))
+			return (ssize_t)i;
+	return -1;
+}
+
+/* Add NAME=VALUE, replacing the variable if e has it (unless only_new). */
+static int env_put(struct env *e, int only_new, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int env_put(struct env *e, int only_new, const char *fmt, ...)
+{
+	char *s;
+	va_list ap;
+	va_start(ap, fmt);
+	int rc = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (rc < 0)
+		return -1;
+	ssize_t i = env_find(e, s);
+	if (i >= 0) {
+		if (only_new) {
+			free(s);
+		} else {
+			free(e->v[i]);
+			e->v[i] = s;
+		}
+		return 0;
+	}
+	if (e->n + 2 > e->cap) {
+		size_t cap = e->cap * 2;
+		char **v = realloc(e->v, cap * sizeof(*v));
+		if (!v) {
+			free(s);
+			return -1;
+		}
+		e->v = v;
+		e->cap = cap;
+	}
+	e->v[e->n++] = s;
+	e->v[e->n] = NULL;
+	return 0;
+}
+
+char **spawn_env(char *const *base, const struct cfg_program *cfg, const struct passwd *pw,
+		 int slot, int generation, int keep_journal)
+{
+	struct env e = {.v = calloc(64, sizeof(char *)), .cap = 64};
+	int rc = e.v ? 0 : -1;
+
+	/* only_new: a name twice in base means what getenv() reads, the first */
+	for (char *const *b = base; rc == 0 && b && *b; b++)
+		if (strchr(*b, '=') && !is_session_var(*b, keep_journal))
+			rc = env_put(&e, 1, "%s", *b);
+	if (rc == 0 && pw) {
+		rc = env_put(&e, 0, "HOME=%s", pw->pw_dir);
+		if (rc == 0)
+			rc = env_put(&e, 0, "USER=%s", pw->pw_name);
+		if (rc == 0)
+			rc = env_put(&e, 0, "LOGNAME=%s", pw->pw_name);
+		if (rc == 0) /* an empty shell field means /bin/sh (passwd(5)) */
+			rc = env_put(&e, 0, "SHELL=%s",
+				     pw->pw_shell && pw->pw_shell[0] ? pw->pw_shell : "/bin/sh");
+	}
+	for (char **p = cfg->env; rc == 0 && p && *p; p++)
+		rc = env_put(&e, 0, "%s", *p);
+	if (rc == 0)
+		rc = env_put(&e, 0, "BATON_FD=3");
+	if (rc == 0)
+		rc = env_put(&e, 0, "BATON_PROGRAM=%s", cfg->name);
+	if (rc == 0)
+		rc = env_put(&e, 0, "BATON_WORKER=%d", slot);
+	if (rc == 0)
+		rc = env_put(&e, 0, "BATON_GENERATION=%d", generation);
+	if (rc < 0) {
+		int err = errno;
+		spawn_env_free(e.v);
+		errno = err;
+		return NULL;
+	}
+	return e.v;
+}
+
+void spawn_env_free(char **env)
+{
+	for (char **p = env; p && *p; p++)
+		free(*p);
+	free(env);
 }
 
 /* In the child: say on stderr why the worker cannot start, and exit 127. */
@@ -38,8 +180,8 @@ static void fail(const struct cfg_program *cfg, int slot, const char *fmt, ...)
 static void exec_worker(const struct cfg_program *cfg, int slot, int gen, int chan,
 			const int outfd[2])
 {
-	char num[32];
 	sigset_t none;
+	const struct passwd *pw = NULL;
 
 	/*
 	 * A session of its own first, while every signal is still blocked:
@@ -75,25 +217,25 @@ static void exec_worker(const struct cfg_program *cfg, int slot, int gen, int ch
 	}
 	close_range(4, ~0U, 0);
 
-	apply_env(cfg->env); /* first, so it cannot override BATON_* */
-	setenv("BATON_FD", "3", 1);
-	setenv("BATON_PROGRAM", cfg->name, 1);
-	snprintf(num, sizeof(num), "%d", slot);
-	setenv("BATON_WORKER", num, 1);
-	snprintf(num, sizeof(num), "%d", gen);
-	setenv("BATON_GENERATION", num, 1);
-
+	if (cfg->user[0]) {
+		errno = 0;
+		if (!(pw = getpwnam(cfg->user))) {
+			/* getpwnam(3): no errno, or one of these, means not found */
+			int e = errno;
+			int missing = !e || e == ENOENT || e == ESRCH || e == EBADF || e == EPERM;
+			fail(cfg, slot, "cannot become user %s: %s", cfg->user,
+			     missing ? "no such user" : strerror(e));
+		}
+	}
+	char **env = spawn_env(environ, cfg, pw, slot, gen, outfd[0] < 0 || outfd[1] < 0);
+	if (!env)
+		fail(cfg, slot, "environment: %s", strerror(errno));
 	if (cfg->directory[0] && chdir(cfg->directory) < 0)
 		fail(cfg, slot, "chdir %s: %s", cfg->directory, strerror(errno));
-	if (cfg->user[0]) {
-		struct passwd *pw = getpwnam(cfg->user);
-		if (!pw || initgroups(pw->pw_name, pw->pw_gid) < 0 ||
-		    setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
-			fail(cfg, slot, "cannot become user %s: %s", cfg->user,
-			     pw ? strerror(errno) : "no such user");
-		setenv("HOME", pw->pw_dir, 1);
-		setenv("USER", pw->pw_name, 1);
-	}
+	if (pw && (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+		   setuid(pw->pw_uid) < 0))
+		fail(cfg, slot, "cannot become user %s: %s", cfg->user, strerror(errno));
+	environ = env; /* execvp searches the worker's PATH */
 	execvp(cfg->argv[0], cfg->argv);
 	fail(cfg, slot, "exec %s: %s", cfg->argv[0], strerror(errno));
 }
