@@ -4,12 +4,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -162,6 +164,24 @@ void spawn_env_free(char **env)
 	free(env);
 }
 
+int spawn_close_from(int lowfd)
+{
+	struct rlimit rl;
+
+	if (close_range((unsigned)lowfd, ~0U, 0) == 0)
+		return 0;
+	/* ENOSYS before Linux 5.9, or EPERM from an old container seccomp
+	 * profile.  batond never lowers its fd limit, so no fd of its is above. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return -1;
+	rlim_t max = rl.rlim_cur;
+	if (max == RLIM_INFINITY || max > INT_MAX)
+		max = INT_MAX;
+	for (int fd = lowfd; fd < (int)max; fd++)
+		close(fd);
+	return 0;
+}
+
 /* In the child: say on stderr why the worker cannot start, and exit 127. */
 static void fail(const struct cfg_program *cfg, int slot, const char *fmt, ...)
 	__attribute__((noreturn, format(printf, 3, 4)));
@@ -209,13 +229,14 @@ static void exec_worker(const struct cfg_program *cfg, int slot, int gen, int ch
 	} else if (dup2(chan, 3) < 0) {
 		fail(cfg, slot, "dup2 channel: %s", strerror(errno));
 	}
+	/* batond's fds 0-2 are open (main.c), so this lands on 4 or up. */
 	int null = open("/dev/null", O_RDONLY);
-	if (null >= 0 && null != 0) {
-		dup2(null, 0);
-		if (null > 3)
-			close(null);
-	}
-	close_range(4, ~0U, 0);
+	if (null < 0)
+		fail(cfg, slot, "/dev/null: %s", strerror(errno));
+	if (null != 0 && dup2(null, 0) < 0)
+		fail(cfg, slot, "dup2 stdin: %s", strerror(errno));
+	if (spawn_close_from(4) < 0)
+		fail(cfg, slot, "cannot close inherited fds: %s", strerror(errno));
 
 	if (cfg->user[0]) {
 		errno = 0;

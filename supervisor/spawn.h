@@ -33,4 +33,8 @@ char **spawn_env(char *const *base, const struct cfg_program *cfg, const struct 
 		 int slot, int generation, int keep_journal);
 void spawn_env_free(char **env);
 
+/* Close every fd from lowfd up: close_range(), or, where the kernel has
+ * none (before Linux 5.9), one by one up to the fd limit; 0 or -1. */
+int spawn_close_from(int lowfd);
+
 #endif

@@ -1,7 +1,13 @@
 /*
  * Starting a worker (supervisor/spawn.c): the environment it gets from
- * batond's, its user and its program.
+ * batond's, its user and its program, and closing every inherited fd
+ * when the kernel has no close_range().
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <pwd.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -206,6 +217,90 @@ static void test_env_large(void **state)
 	spawn_env_free(base);
 }
 
+/* --- closing inherited fds ---------------------------------------------- */
+
+#if defined(__x86_64__)
+#define TEST_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define TEST_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#endif
+
+/* Make close_range() fail with ENOSYS in this process, as on a kernel
+ * before 5.9; 0 or -1. */
+static int no_close_range(void)
+{
+#if defined(TEST_AUDIT_ARCH) && defined(__NR_close_range)
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TEST_AUDIT_ARCH, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_close_range, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog fp = {.len = sizeof(f) / sizeof(f[0]), .filter = f};
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fp) < 0)
+		return -1;
+	return 0;
+#else
+	return -1;
+#endif
+}
+
+/* In a child: fds 3 and up to high open, spawn_close_from(4) (with
+ * close_range() made to fail if broken); 0 if fds 0-3 are still open and
+ * every other one is closed, otherwise which check failed. */
+static int close_from_child(int broken, int high)
+{
+	int fds[] = {4, 5, 17, 64, high / 2, high};
+	if (dup2(0, 3) != 3)
+		return 1;
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+		if (dup2(0, fds[i]) != fds[i])
+			return 2;
+	if (broken) {
+		if (no_close_range() < 0)
+			return 3;
+		if (close_range(4, ~0U, 0) == 0 || errno != ENOSYS)
+			return 4; /* the filter does not work: the test would prove nothing */
+	}
+	if (spawn_close_from(4) < 0)
+		return 5;
+	for (int fd = 0; fd <= 3; fd++)
+		if (fcntl(fd, F_GETFD) < 0)
+			return 6;
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+		if (fcntl(fds[i], F_GETFD) >= 0 || errno != EBADF)
+			return 7;
+	return 0;
+}
+
+static void test_close_from(void **state)
+{
+	(void)state;
+	struct rlimit rl;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	int high = rl.rlim_cur > 4096 ? 4095 : (int)rl.rlim_cur - 1;
+	assert_true(high > 64);
+#if !defined(TEST_AUDIT_ARCH) || !defined(__NR_close_range)
+	skip(); /* no seccomp filter written for this architecture */
+#endif
+	for (int broken = 0; broken <= 1; broken++) {
+		fflush(NULL);
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0)
+			_exit(close_from_child(broken, high));
+		int status;
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			fail_msg("close_range %s: check %d failed", broken ? "broken" : "working",
+				 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -215,6 +310,7 @@ int main(void)
 		cmocka_unit_test(test_env_program_wins),
 		cmocka_unit_test(test_env_odd_base),
 		cmocka_unit_test(test_env_large),
+		cmocka_unit_test(test_close_from),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
