@@ -5,13 +5,17 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <linux/capability.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -196,6 +200,43 @@ static void fail(const struct cfg_program *cfg, int slot, const char *fmt, ...)
 	_exit(127);
 }
 
+/*
+ * In the child: become pw's user for good.  Groups, then gid, then uid:
+ * the uid last, as it takes away the right to change the others.  No
+ * PR_SET_NO_NEW_PRIVS: a worker may need a setuid helper (sendmail, ping).
+ */
+static void become_user(const struct cfg_program *cfg, int slot, const struct passwd *pw)
+{
+	uid_t ruid, euid, suid;
+	gid_t rgid, egid, sgid;
+
+	if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+	    setuid(pw->pw_uid) < 0)
+		fail(cfg, slot, "cannot become user %s: %s", cfg->user, strerror(errno));
+	if (pw->pw_uid == 0)
+		return; /* a root worker keeps root's powers */
+	/*
+	 * A setuid from root clears the permitted, effective and ambient
+	 * capabilities but not the inheritable ones, which an executable
+	 * with inheritable file capabilities would get back.  A setuid by a
+	 * batond that is not root but was given CAP_SETUID clears nothing,
+	 * and its ambient capabilities would even survive exec: the worker
+	 * could become root.  So every set is emptied.  EINVAL: a kernel
+	 * without ambient capabilities (before 4.3) has none to clear.
+	 */
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		fail(cfg, slot, "cannot clear ambient capabilities: %s", strerror(errno));
+	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct none[_LINUX_CAPABILITY_U32S_3];
+	memset(none, 0, sizeof(none));
+	if (syscall(SYS_capset, &hdr, none) < 0)
+		fail(cfg, slot, "cannot drop capabilities: %s", strerror(errno));
+	if (getresuid(&ruid, &euid, &suid) < 0 || getresgid(&rgid, &egid, &sgid) < 0 ||
+	    ruid != pw->pw_uid || euid != pw->pw_uid || suid != pw->pw_uid ||
+	    rgid != pw->pw_gid || egid != pw->pw_gid || sgid != pw->pw_gid || setuid(0) == 0)
+		fail(cfg, slot, "user %s: privileges were not dropped", cfg->user);
+}
+
 /* In the child: never returns. */
 static void exec_worker(const struct cfg_program *cfg, int slot, int gen, int chan,
 			const int outfd[2])
@@ -251,11 +292,12 @@ static void exec_worker(const struct cfg_program *cfg, int slot, int gen, int ch
 	char **env = spawn_env(environ, cfg, pw, slot, gen, outfd[0] < 0 || outfd[1] < 0);
 	if (!env)
 		fail(cfg, slot, "environment: %s", strerror(errno));
+	if (pw)
+		become_user(cfg, slot, pw);
+	/* As the worker's user: a directory it may not enter is refused. */
 	if (cfg->directory[0] && chdir(cfg->directory) < 0)
 		fail(cfg, slot, "chdir %s: %s", cfg->directory, strerror(errno));
-	if (pw && (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
-		   setuid(pw->pw_uid) < 0))
-		fail(cfg, slot, "cannot become user %s: %s", cfg->user, strerror(errno));
+	umask((mode_t)cfg->umask);
 	environ = env; /* execvp searches the worker's PATH */
 	execvp(cfg->argv[0], cfg->argv);
 	fail(cfg, slot, "exec %s: %s", cfg->argv[0], strerror(errno));

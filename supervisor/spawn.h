@@ -3,9 +3,9 @@
  * session of its own (no controlling terminal; it leads its own process
  * group), with the channel on fd 3, stdout/stderr where output.c says,
  * stdin on /dev/null, every other fd closed, signal handlers and mask
- * reset, the program's directory and user, its environment without
- * batond's own session variables, and the BATON_* variables
- * (worker/PROTOCOL.md).
+ * reset, the program's user (no capability carried over), directory
+ * (entered as that user), umask and environment, none of batond's own
+ * session variables, and the BATON_* variables (worker/PROTOCOL.md).
  */
 #ifndef BATON_SPAWN_H
 #define BATON_SPAWN_H
