@@ -1,0 +1,3 @@
+module baton.example/baton
+
+go 1.19

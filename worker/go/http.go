@@ -1,0 +1,21 @@
+package baton
+
+import "net/http"
+
+// CloseOnDrain wraps h so that once the worker is draining, every response
+// says "Connection: close" and net/http closes the connection after it.
+// Each kept-alive connection then ends right after its next request is
+// answered, so no client ever has a connection closed under a request it
+// is sending. A request that started before the drain is answered as
+// usual, and its connection closes after the one that follows. A
+// connection idle at the drain stays open until its client sends that
+// next request, closes it, or the http.Server's IdleTimeout ends it; set
+// one, or batond's drain_timeout will end it with the stop signal.
+func (w *Worker) CloseOnDrain(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if w.draining.Load() {
+			rw.Header().Set("Connection", "close")
+		}
+		h.ServeHTTP(rw, r)
+	})
+}
