@@ -1,6 +1,8 @@
 """The Go worker example (worker/examples/go_worker), built with the local Go
 toolchain and run through a real batond, plus its protocol checks against a
-fake supervisor.  Without `go` on PATH every test says so and passes.
+fake supervisor; and a ten-line program on the Go worker package
+(worker/go, which the example uses too) through a real batond.  Without
+`go` on PATH every test says so and passes.
 
 The build writes nothing outside the test's temp dir: GOCACHE and GOPATH
 live there, GOENV=off ignores the user's go env file, GOPROXY=off and
@@ -15,29 +17,36 @@ import struct
 import subprocess
 import time
 
-from harness import (skip, ROOT, Batond, Load, bin_path, http_get, pid_alive, read_response,
+from harness import (skip, BIN, ROOT, Batond, Load, bin_path, http_get, pid_alive, read_response,
                      test, wait_until, web_config)
 
 GO_DIR = os.path.join(ROOT, "worker", "examples", "go_worker")
+LIB_DIR = os.path.join(ROOT, "worker", "go")
 BODY = b"hello from go\n"
 CONN, DRAIN, STATUS, READY, ACK, DONE, HEARTBEAT = 1, 2, 3, 100, 101, 102, 103
 
 
-def build(td):
-    """Build the example into td (the test is skipped without Go)."""
+def go_env(td):
+    """The go command and an environment that keeps it in td and offline (the
+    test is skipped without Go)."""
     go = shutil.which("go")
     if not go:
         skip("no Go toolchain (apt-get install golang-go)")
-    exe = os.path.join(td.path, "goworker")
-    env = dict(os.environ, GOCACHE=os.path.join(td.path, "go-cache"),
-               GOPATH=os.path.join(td.path, "go-path"), GOENV="off", GOPROXY="off",
-               GOTOOLCHAIN="local", GOFLAGS="-mod=mod -buildvcs=false")
-    before = sorted(os.listdir(GO_DIR))
+    return go, dict(os.environ, GOCACHE=os.path.join(td.path, "go-cache"),
+                    GOPATH=os.path.join(td.path, "go-path"), GOENV="off", GOPROXY="off",
+                    GOTOOLCHAIN="local", GOFLAGS="-mod=mod -buildvcs=false")
+
+
+def build(td, src=GO_DIR, name="goworker"):
+    """Build the Go program in src (the example by default) into td."""
+    go, env = go_env(td)
+    exe = os.path.join(td.path, name)
+    before = [sorted(os.listdir(d)) for d in (GO_DIR, LIB_DIR)]
     t0 = time.monotonic()
-    r = subprocess.run([go, "build", "-o", exe, "."], cwd=GO_DIR, env=env, capture_output=True,
+    r = subprocess.run([go, "build", "-o", exe, "."], cwd=src, env=env, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, f"go build failed:\n{r.stdout}{r.stderr}"
-    assert sorted(os.listdir(GO_DIR)) == before, "go build wrote into the checkout"
+    assert [sorted(os.listdir(d)) for d in (GO_DIR, LIB_DIR)] == before, "go build wrote into the checkout"
     build.seconds = time.monotonic() - t0
     return exe
 
@@ -296,6 +305,95 @@ def go_worker_orphaned_by_batond_sigkill(td):
         for p in orphans:  # started by our batond, which cannot reap or kill them now
             if pid_alive(p):
                 os.kill(p, signal.SIGKILL)
+
+
+# ---------------------------------------------------------------- the Go worker package
+
+@test
+def go_lib_vet_and_package_tests(td):
+    """go vet and the package's own tests (a fake batond on a socketpair, and
+    a real batond from BATON_BIN serving the test binary)."""
+    go, env = go_env(td)
+    env["BATON_BIN"] = BIN
+    before = sorted(os.listdir(LIB_DIR))
+    for args in (["vet", "./..."], ["test", "-count=1", "-v", "./..."]):
+        r = subprocess.run([go, *args], cwd=LIB_DIR, env=env, capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, f"go {' '.join(args)} failed:\n{r.stdout}{r.stderr}"
+    assert "--- PASS: TestThroughBatond" in r.stdout, r.stdout  # batond found: not skipped
+    assert sorted(os.listdir(LIB_DIR)) == before, "go test wrote into the checkout"
+    print(f"    {r.stdout.count('--- PASS: ')} Go tests passed")
+
+
+TEN_LINES = """package main
+
+import ("io"; "net/http"; "os"; "strconv"; "baton.example/baton")
+
+func main() {
+	ln, err := baton.Listen()
+	if err != nil { panic(err) }
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Baton-Pid", strconv.Itoa(os.Getpid()))
+		w.Header().Set("X-Baton-Generation", os.Getenv("BATON_GENERATION"))
+		io.WriteString(w, "hello from ten lines of go\\n")
+	})
+	srv := &http.Server{Handler: baton.CloseOnDrain(h)}
+	baton.Ready()
+	srv.Serve(ln)
+	if baton.Wait() != nil { os.Exit(1) }
+}
+"""
+
+
+@test
+def go_lib_ten_line_worker_upgrade_under_load(td):
+    """A program of ten lines on the package in worker/go, written here with
+    a go.mod that replaces the package with the checkout's copy: it serves
+    through batond, and three upgrades under load lose nothing."""
+    src = os.path.join(td.path, "tenlines-src")
+    os.mkdir(src)
+    td.file("tenlines-src/main.go", TEN_LINES)
+    td.file("tenlines-src/go.mod", "module tenlines\n\ngo 1.19\n\nrequire baton.example/baton v0.0.0\n\n"
+            f"replace baton.example/baton => {LIB_DIR}\n")
+    exe = build(td, src, "tenlines")
+    body = b"hello from ten lines of go\n"
+    b = Batond(td, web_config(command=exe, workers=2), wait_ready=2)
+    port = b.port("v4")
+    first = set(b.ready_pids("web"))
+    for _ in range(4):
+        status, headers, got = http_get(("127.0.0.1", port))
+        assert status == 200 and got == body, (status, headers, got)
+        assert int(headers["x-baton-pid"]) in first and headers["x-baton-generation"] == "1", headers
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    answers = []
+    for _ in range(2):  # keep-alive: one worker answers both
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        answers.append(read_response(s))
+    s.close()
+    assert [a[0] for a in answers] == [200, 200] and "connection" not in answers[1][1], answers
+    assert answers[0][1]["x-baton-pid"] == answers[1][1]["x-baton-pid"], answers
+    load = Load(("127.0.0.1", port), threads=4, max_requests=10**6, max_seconds=60)
+    time.sleep(0.3)
+    for gen in (2, 3, 4):
+        code, out, err = ctl(b, "upgrade", "web")
+        assert code == 0 and f"web upgraded to generation {gen}" in out, (code, out, err, b.tail())
+    time.sleep(0.3)
+    ok, errors = load.finish()
+    assert not errors, (len(errors), errors[:5])
+    assert ok >= 100, ok
+    now = set(b.ready_pids("web"))
+    assert len(now) == 2 and not now & first, (first, now)
+    for _ in range(10):
+        status, headers, got = http_get(("127.0.0.1", port))
+        assert status == 200 and got == body, (status, got)
+        assert int(headers["x-baton-pid"]) in now and headers["x-baton-generation"] == "4", headers
+    for p in first:  # drained: exited 0 with nothing lost
+        exited_ok(b, p)
+    no_protocol_errors(b)
+    print(f"    go build {build.seconds:.1f}s; 3 upgrades under load: {ok} requests, 0 errors")
+    assert b.stop() == 0
+    for p in now:
+        exited_ok(b, p, 0)
 
 
 # ---------------------------------------------------------------- against a fake batond
