@@ -14,10 +14,10 @@ type listener struct{ w *Worker }
 
 // addr is the listener's address: batond's listeners are many and are
 // batond's, so it names the channel instead.
-var addr = &net.UnixAddr{Name: "baton", Net: "unixpacket"}
+func addr() net.Addr { return &net.UnixAddr{Name: "baton", Net: "unixpacket"} }
 
-func errClosed() error {
-	return &net.OpError{Op: "accept", Net: "baton", Addr: addr, Err: net.ErrClosed}
+func errClosed(op string) error {
+	return &net.OpError{Op: op, Net: "baton", Addr: addr(), Err: net.ErrClosed}
 }
 
 // Accept returns the next connection batond handed over, a *Conn that is
@@ -45,7 +45,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		stopped := w.stopping
 		w.mu.Unlock()
 		if stopped {
-			return nil, errClosed()
+			return nil, errClosed("accept")
 		}
 		select {
 		case <-w.wake:
@@ -65,7 +65,7 @@ func (l *listener) Close() error {
 	w.mu.Lock()
 	if w.lnClosed {
 		w.mu.Unlock()
-		return &net.OpError{Op: "close", Net: "baton", Addr: addr, Err: net.ErrClosed}
+		return errClosed("close")
 	}
 	w.lnClosed = true
 	queued := w.queue
@@ -78,7 +78,9 @@ func (l *listener) Close() error {
 	return nil
 }
 
-func (l *listener) Addr() net.Addr { return addr }
+// Addr returns a placeholder: the addresses clients connect to are
+// batond's listeners (Conn.ListenerName says which one).
+func (l *listener) Addr() net.Addr { return addr() }
 
 // Conn is a client connection batond handed to this worker: a TCP or Unix
 // stream socket that batond accepted. Closing it tells batond the

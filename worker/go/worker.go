@@ -119,7 +119,7 @@ func OpenFD(fd int) (*Worker, error) {
 	if err := syscall.SetNonblock(fd, false); err != nil {
 		return nil, err
 	}
-	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	sigpipeOnce.Do(func() { signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE) })
 	w := &Worker{
 		fd:        fd,
 		stop:      make(chan struct{}),
@@ -133,6 +133,8 @@ func OpenFD(fd int) (*Worker, error) {
 	go w.readLoop()
 	return w, nil
 }
+
+var sigpipeOnce sync.Once
 
 // send writes one record in one sendmsg (§2); the caller holds w.mu.
 // MSG_NOSIGNAL: once batond is gone this fails with EPIPE rather than
@@ -327,8 +329,9 @@ func (w *Worker) ReadyWithCapacity(n int) error {
 	if n < 0 {
 		return fmt.Errorf("baton: negative capacity %d", n)
 	}
-	if n > math.MaxUint32 {
-		n = math.MaxUint32
+	capacity := uint32(math.MaxUint32)
+	if uint64(n) < math.MaxUint32 {
+		capacity = uint32(n)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -340,7 +343,7 @@ func (w *Worker) ReadyWithCapacity(n int) error {
 	case w.stopping:
 		return errors.New("baton: not sending READY: the worker is draining")
 	}
-	w.capacity = fdCapacity(uint32(n))
+	w.capacity = fdCapacity(capacity)
 	if err := w.send(encodePair(typeReady, w.capacity, 0)); err != nil {
 		return fmt.Errorf("baton: sending READY: %w", err)
 	}
