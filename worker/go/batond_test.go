@@ -27,10 +27,57 @@ import (
 const roleEnv = "GOBATON_TEST_ROLE"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(roleEnv) == "http" {
+	switch os.Getenv(roleEnv) {
+	case "http":
 		os.Exit(httpWorker())
+	case "sigpipe":
+		os.Exit(sigpipeWorker())
 	}
 	os.Exit(m.Run())
+}
+
+// sigpipeWorker opens the channel, then writes to stderr, a pipe nobody
+// reads any more (as batond's, once batond died): it must live on.
+func sigpipeWorker() int {
+	if _, err := Listen(); err != nil {
+		return 3
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := os.Stderr.WriteString("anyone there?\n"); err == nil {
+			return 4
+		}
+	}
+	os.Stdout.WriteString("alive\n")
+	return 0
+}
+
+// Writing to a broken stderr pipe does not kill a worker (§5.6).
+func TestBrokenStderrIsNotFatal(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_SEQPACKET|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sup, ch := os.NewFile(uintptr(fds[0]), "sup"), os.NewFile(uintptr(fds[1]), "channel")
+	defer sup.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), roleEnv+"=sigpipe", "BATON_FD=3")
+	cmd.ExtraFiles = []*os.File{ch}
+	cmd.Stderr = w
+	out, err := cmd.Output()
+	w.Close()
+	ch.Close()
+	if err != nil || string(out) != "alive\n" {
+		t.Fatalf("%v, stdout %q", err, out)
+	}
 }
 
 const testBody = "hello from package baton\n"
