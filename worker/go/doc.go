@@ -56,16 +56,20 @@
 // exit then, not before. There are two ways to end kept-alive HTTP
 // connections:
 //
-//   - CloseOnDrain, as above: each connection is closed right after its
-//     next response, which says "Connection: close". No request ever races
-//     a closing connection; a connection idle at the drain lasts until its
-//     client's next request, or until IdleTimeout.
+//   - CloseOnDrain, as above, which is the rule of §5.5: each connection
+//     is closed right after its next response, which says "Connection:
+//     close", so the drain never closes a connection under a request the
+//     client may already have sent. A connection idle at the drain lasts
+//     until its client's next request or until the client leaves; the
+//     server's IdleTimeout, the usual keep-alive limit, bounds that wait,
+//     and drain_timeout bounds it anyway.
 //
-//   - http.Server.Shutdown once Drained is closed: idle connections are
-//     closed at once, and responses to requests in progress say
-//     "Connection: close". The worker exits sooner, but a client that sends
-//     a request on an idle connection just as it closes sees it closed
-//     (HTTP clients retry idempotent requests on a fresh connection).
+//   - http.Server.Shutdown once Drained is closed: responses to requests
+//     in progress say "Connection: close", and idle connections are closed
+//     at once. The worker exits sooner, but a request a client sends on an
+//     idle connection just as it closes meets a closed socket, and the
+//     client cannot tell whether it was served (§5.5 advises against it;
+//     HTTP clients retry idempotent requests, not others).
 //
 // Shutdown goes with the same main:
 //
@@ -80,7 +84,10 @@
 // Connections that are not HTTP are the same: Accept until it fails, and
 // close each Conn when done with it. Closing the Listener yourself stops
 // the worker as a DRAIN does, but connections still queued for Accept are
-// closed with it, so close it only once Drained is closed.
+// closed with it, so close it only once Drained is closed. batond sends no
+// connection after DRAIN (§5.5); should one come after the Listener is
+// closed, nobody could serve it, so it is not acknowledged and batond
+// gives it to another worker once this process has exited.
 //
 // # Errors
 //

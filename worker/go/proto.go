@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
+	"time"
+	"unsafe"
 )
 
 // Message types (§3): 1..99 go from batond to the worker, 100..199 back.
@@ -179,7 +181,14 @@ func text(field []byte) (string, bool) {
 func receive(fd int, buf, oob []byte) (rec []byte, fds []int, err error) {
 	var n, oobn, flags int
 	for {
-		n, oobn, flags, _, err = syscall.Recvmsg(fd, buf, oob, syscall.MSG_CMSG_CLOEXEC)
+		// MSG_DONTWAIT and a wait of our own: the same whether fd 3 is
+		// blocking or not (§2: something may have made it non-blocking).
+		n, oobn, flags, _, err = syscall.Recvmsg(fd, buf, oob, syscall.MSG_CMSG_CLOEXEC|syscall.MSG_DONTWAIT)
+		if err == syscall.EAGAIN {
+			if err = waitFD(fd, pollIn); err == nil {
+				continue
+			}
+		}
 		if err != syscall.EINTR {
 			break
 		}
@@ -228,5 +237,52 @@ func receive(fd int, buf, oob []byte) (rec []byte, fds []int, err error) {
 func closeFDs(fds []int) {
 	for _, fd := range fds {
 		syscall.Close(fd)
+	}
+}
+
+// Events for waitFD (poll(2)).
+const (
+	pollIn  = 0x1
+	pollOut = 0x4
+)
+
+// waitFD blocks until fd is readable (pollIn) or writable (pollOut), or
+// has an error or hang-up for the next call to report.
+func waitFD(fd int, events int16) error {
+	pfd := struct {
+		fd              int32
+		events, revents int16
+	}{fd: int32(fd), events: events}
+	for {
+		_, _, e := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1, 0, 0, 0, 0)
+		switch e {
+		case 0:
+			return nil
+		case syscall.EINTR:
+		default:
+			return e
+		}
+	}
+}
+
+// sendRecord sends one record in one sendmsg (§2), waiting while the
+// channel is full: never dropped. MSG_NOSIGNAL: once batond is gone this
+// fails with EPIPE rather than raising SIGPIPE.
+func sendRecord(fd int, msg []byte) error {
+	for {
+		err := syscall.Sendmsg(fd, msg, nil, nil, syscall.MSG_NOSIGNAL|syscall.MSG_DONTWAIT)
+		switch err {
+		case nil:
+			return nil
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			if err := waitFD(fd, pollOut); err != nil {
+				return err
+			}
+		case syscall.ENOBUFS: // no memory for the record now: try again soon
+			time.Sleep(time.Millisecond)
+		default:
+			return err
+		}
 	}
 }

@@ -100,13 +100,17 @@ func Open() (*Worker, error) {
 
 // OpenFD makes fd, a connected AF_UNIX/SOCK_SEQPACKET socket, the channel
 // to batond and starts reading it. It checks the socket type, makes the fd
-// close-on-exec and blocking (§1), and keeps it as a plain number for the
-// life of the process: nothing in this package closes it (a worker must
-// not close its channel while it runs, §1). It also has SIGPIPE delivered
-// to a channel nobody reads (os/signal.Notify), so that writing to stdout
-// or stderr after batond died (its pipes with it) fails with EPIPE instead
-// of killing the program (§5.6); unlike signal.Ignore, that is not
-// inherited by programs this one runs.
+// close-on-exec (§1) and keeps it as a plain number for the life of the
+// process: nothing in this package closes it (a worker must not close its
+// channel while it runs, §1). Its blocking mode is left alone and does not
+// matter: every call uses MSG_DONTWAIT and waits in poll(2), and a record
+// that does not fit a full channel waits for room, never dropped (§2).
+//
+// OpenFD also has SIGPIPE delivered to a channel nobody reads
+// (os/signal.Notify), so that writing to stdout or stderr after batond
+// died (its pipes with it) fails with EPIPE instead of killing the program
+// (§5.6); unlike signal.Ignore, that is not inherited by programs this one
+// runs.
 func OpenFD(fd int) (*Worker, error) {
 	typ, err := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_TYPE)
 	if err != nil {
@@ -116,9 +120,6 @@ func OpenFD(fd int) (*Worker, error) {
 		return nil, fmt.Errorf("socket of type %d, not SOCK_SEQPACKET", typ)
 	}
 	syscall.CloseOnExec(fd)
-	if err := syscall.SetNonblock(fd, false); err != nil {
-		return nil, err
-	}
 	sigpipeOnce.Do(func() { signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE) })
 	w := &Worker{
 		fd:        fd,
@@ -136,24 +137,17 @@ func OpenFD(fd int) (*Worker, error) {
 
 var sigpipeOnce sync.Once
 
-// send writes one record in one sendmsg (§2); the caller holds w.mu.
-// MSG_NOSIGNAL: once batond is gone this fails with EPIPE rather than
-// raising SIGPIPE. Once the read loop has seen the channel's end nothing
-// is sent at all.
+// send writes one record (sendRecord); the caller holds w.mu. Once the
+// read loop has seen the channel's end nothing is sent at all.
 func (w *Worker) send(msg []byte) error {
 	if w.lost {
 		return syscall.EPIPE
 	}
-	for {
-		err := syscall.Sendmsg(w.fd, msg, nil, nil, syscall.MSG_NOSIGNAL)
-		if err != syscall.EINTR {
-			return err
-		}
-	}
+	return sendRecord(w.fd, msg)
 }
 
 // readLoop handles batond's messages until the channel ends or a message
-// is malformed. The fd is blocking: this goroutine has a thread to itself.
+// is malformed. It waits in poll(2): this goroutine has a thread to itself.
 func (w *Worker) readLoop() {
 	defer close(w.readerEnd)
 	buf := make([]byte, recvBufSize)

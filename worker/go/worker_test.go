@@ -813,3 +813,31 @@ func TestHTTPShutdownOnDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A non-blocking fd 3 (§2 allows it; Go's net.FileConn on fd 3 does it
+// silently) changes nothing: an idle channel is not taken for a lost one,
+// and records that meet a full channel wait for room, none dropped.
+func TestNonblockingChannel(t *testing.T) {
+	f := newFake(t)
+	if err := syscall.SetNonblock(f.w.fd, true); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the read loop meets EAGAIN
+	if f.status() != 0 {
+		t.Fatal("active != 0")
+	}
+	const n = 3000 // far more HEARTBEATs than the channel holds
+	go func() {
+		for i := 0; i < n; i++ {
+			f.send(encode(typeStatus, nil))
+		}
+	}()
+	time.Sleep(300 * time.Millisecond) // the worker's sends fill the channel
+	for i := 0; i < n; i++ {
+		f.recv(typeHeartbeat)
+	}
+	f.quiet(100 * time.Millisecond)
+	if closed(f.w.Drained()) {
+		t.Fatal(f.w.Err())
+	}
+}
