@@ -827,14 +827,23 @@ func TestNonblockingChannel(t *testing.T) {
 		t.Fatal("active != 0")
 	}
 	const n = 3000 // far more HEARTBEATs than the channel holds
-	go func() {
-		for i := 0; i < n; i++ {
-			f.send(encode(typeStatus, nil))
+	sent := make(chan error, 1)
+	go func(sup int) {
+		var err error
+		for i := 0; i < n && err == nil; i++ {
+			err = syscall.Sendmsg(sup, encode(typeStatus, nil), nil, nil, 0)
+			if err == syscall.EINTR {
+				i, err = i-1, nil
+			}
 		}
-	}()
+		sent <- err
+	}(f.sup)
 	time.Sleep(300 * time.Millisecond) // the worker's sends fill the channel
 	for i := 0; i < n; i++ {
 		f.recv(typeHeartbeat)
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
 	}
 	f.quiet(100 * time.Millisecond)
 	if closed(f.w.Drained()) {
