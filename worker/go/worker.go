@@ -313,7 +313,7 @@ func (w *Worker) Ready() error { return w.ReadyWithCapacity(0) }
 // announces no more than the soft RLIMIT_NOFILE less FDReserve, so that
 // every connection batond may send fits in the fd table: with n = 0 that
 // limit is what READY carries (a READY of 0 would let batond send up to
-// its setting, fds or not). READY goes out
+// its setting, fds or not), and each HEARTBEAT repeats it. READY goes out
 // exactly once: call this when the program is set up; until then batond
 // sends no connections, and a worker not ready within the program's
 // ready_timeout is stopped (§5.1). From then on a HEARTBEAT goes out every

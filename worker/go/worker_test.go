@@ -255,6 +255,35 @@ func TestReadyDefaultCapacity(t *testing.T) {
 	}
 }
 
+// Capacity is capped to the soft fd limit less FDReserve, as libbaton's.
+func TestReadyCapacityCappedByFDLimit(t *testing.T) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		t.Fatal(err)
+	}
+	if rl.Max < 200 {
+		t.Skipf("hard fd limit %d", rl.Max)
+	}
+	low := rl
+	low.Cur = 200
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
+	for _, c := range []struct{ n, want int }{{0, 200 - FDReserve}, {64, 64}, {500, 200 - FDReserve}} {
+		f := newFake(t)
+		if err := f.w.ReadyWithCapacity(c.n); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := f.recvAny(), encodePair(typeReady, uint32(c.want), 0); !bytes.Equal(got, want) {
+			t.Errorf("capacity %d: READY % x, want % x", c.n, got, want)
+		}
+		if got, want := f.recvAny(), encodePair(typeHeartbeat, 0, uint32(c.want)); !bytes.Equal(got, want) {
+			t.Errorf("capacity %d: HEARTBEAT % x, want % x", c.n, got, want)
+		}
+	}
+}
+
 // A CONN of two: one ACK for both, sent on receipt, before Accept and
 // before any byte is read; each Conn's first Close sends its DONE.
 func TestConnAckAcceptDone(t *testing.T) {
