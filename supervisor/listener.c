@@ -221,26 +221,67 @@ static int unix_apply(const struct listener *l, char *why, size_t whylen)
 	return listener_unix_set(un->sun_path, l->dev, l->ino, uid, gid, l->cfg.mode, why, whylen);
 }
 
-static void tcp_options(const struct listener *l, int fd)
+/* Seconds for a keepalive option: ms rounded up, at least 1. */
+static int secs(uint64_t ms)
+{
+	return (int)((ms + 999) / 1000);
+}
+
+static void set_opt(const struct listener *l, int level, int opt, const char *name, int v)
+{
+	if (setsockopt(l->fd, level, opt, &v, sizeof(v)) < 0)
+		log_warn("listener=%s: cannot set %s=%d: %s", l->cfg.name, name, v, strerror(errno));
+}
+
+/* What the socket had before batond set anything: the system's defaults,
+ * or what systemd set on a socket it passed. */
+static void tcp_base_read(struct listener *l)
+{
+	struct tcp_base *b = &l->tcp_base;
+	const struct {
+		int level, opt;
+		int *v;
+	} o[] = {
+		{IPPROTO_TCP, TCP_NODELAY, &b->nodelay},   {SOL_SOCKET, SO_KEEPALIVE, &b->keepalive},
+		{IPPROTO_TCP, TCP_KEEPIDLE, &b->idle},     {IPPROTO_TCP, TCP_KEEPINTVL, &b->intvl},
+		{IPPROTO_TCP, TCP_KEEPCNT, &b->cnt},       {IPPROTO_TCP, TCP_USER_TIMEOUT, &b->user_timeout},
+	};
+	for (size_t i = 0; i < sizeof(o) / sizeof(o[0]); i++) {
+		socklen_t len = sizeof(int);
+		if (getsockopt(l->fd, o[i].level, o[i].opt, o[i].v, &len) < 0)
+			*o[i].v = -1; /* unknown: never set back */
+	}
+}
+
+/*
+ * Linux copies TCP_NODELAY, SO_KEEPALIVE, the keepalive timings and
+ * TCP_USER_TIMEOUT from a listening socket to every socket it accepts, so
+ * they are set once on the listener (and again on a reload), not on each
+ * connection: the configured value, or the socket's own (tcp_base) for
+ * what is not configured.
+ */
+static void tcp_options(const struct listener *l)
 {
 	const struct cfg_listener *c = &l->cfg;
-	int one = 1;
-	if (c->tcp_nodelay)
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (c->tcp_keepalive) {
-		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-		int v;
-		if (c->tcp_keepidle && (v = (int)((c->tcp_keepidle + 999) / 1000)))
-			setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, sizeof(v));
-		if (c->tcp_keepintvl && (v = (int)((c->tcp_keepintvl + 999) / 1000)))
-			setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &v, sizeof(v));
-		if ((v = (int)c->tcp_keepcnt))
-			setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &v, sizeof(v));
-	}
-	if (c->tcp_user_timeout) {
-		unsigned v = (unsigned)c->tcp_user_timeout;
-		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &v, sizeof(v));
-	}
+	const struct tcp_base *b = &l->tcp_base;
+	int ka = c->tcp_keepalive;
+
+	if (c->tcp_nodelay || b->nodelay >= 0)
+		set_opt(l, IPPROTO_TCP, TCP_NODELAY, "TCP_NODELAY", c->tcp_nodelay ? 1 : b->nodelay);
+	if (ka || b->keepalive >= 0)
+		set_opt(l, SOL_SOCKET, SO_KEEPALIVE, "SO_KEEPALIVE", ka ? 1 : b->keepalive);
+	if ((ka && c->tcp_keepidle) || b->idle >= 0)
+		set_opt(l, IPPROTO_TCP, TCP_KEEPIDLE, "TCP_KEEPIDLE",
+			ka && c->tcp_keepidle ? secs(c->tcp_keepidle) : b->idle);
+	if ((ka && c->tcp_keepintvl) || b->intvl >= 0)
+		set_opt(l, IPPROTO_TCP, TCP_KEEPINTVL, "TCP_KEEPINTVL",
+			ka && c->tcp_keepintvl ? secs(c->tcp_keepintvl) : b->intvl);
+	if ((ka && c->tcp_keepcnt) || b->cnt >= 0)
+		set_opt(l, IPPROTO_TCP, TCP_KEEPCNT, "TCP_KEEPCNT",
+			ka && c->tcp_keepcnt ? (int)c->tcp_keepcnt : b->cnt);
+	if (c->tcp_user_timeout || b->user_timeout >= 0)
+		set_opt(l, IPPROTO_TCP, TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT",
+			c->tcp_user_timeout ? (int)c->tcp_user_timeout : b->user_timeout);
 }
 
 static void retry_accept(evutil_socket_t fd, short what, void *arg)
@@ -290,7 +331,6 @@ int listener_accept(struct listener *l, char *peer, size_t peerlen)
 		return -1;
 	}
 	if (l->tcp) {
-		tcp_options(l, fd);
 		addr_format((struct sockaddr *)&ss, len, peer, peerlen);
 	} else {
 		snprintf(peer, peerlen, "unix");
@@ -306,6 +346,10 @@ static void listener_ready(struct listener *l)
 	if (getsockname(l->fd, (struct sockaddr *)&ss, &len) == 0) {
 		addr_format((struct sockaddr *)&ss, len, l->bound, sizeof(l->bound));
 		l->tcp = ss.ss_family == AF_INET || ss.ss_family == AF_INET6;
+	}
+	if (l->tcp) {
+		tcp_base_read(l);
+		tcp_options(l);
 	}
 	l->ev = event_new(batond.base, l->fd, EV_READ | EV_PERSIST, accept_ready, l);
 	l->ev_retry = evtimer_new(batond.base, retry_accept, l);
@@ -440,6 +484,8 @@ void listener_update(struct listener *l, const struct cfg_listener *cfg)
 	l->cfg.addr = old.addr; /* the same address: keep what is bound */
 	if (l->fd >= 0 && listen(l->fd, (int)cfg->backlog) < 0)
 		log_warn("listener=%s: cannot change backlog: %s", l->cfg.name, strerror(errno));
+	if (l->fd >= 0 && l->tcp)
+		tcp_options(l); /* for the connections accepted from now on */
 	if (old.addr.kind == ADDR_UNIX) {
 		char why[200];
 		if (unix_apply(l, why, sizeof(why)) < 0) {

@@ -24,7 +24,10 @@ struct listener {
 	struct event *ev, *ev_retry;
 	int paused;       /* no credit: not polling */
 	int out_of_fds;   /* EMFILE/ENFILE: waiting on ev_retry */
-	int tcp;          /* accepted sockets get the TCP options */
+	int tcp;          /* TCP: the TCP options are set on it (accepted sockets inherit them) */
+	struct tcp_base {
+		int nodelay, keepalive, idle, intvl, cnt, user_timeout; /* -1: unknown */
+	} tcp_base;       /* the socket's own values, for options not configured */
 	char bound[80];   /* the address actually bound */
 	dev_t dev;        /* unix: the socket file we created */
 	ino_t ino;

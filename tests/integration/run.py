@@ -585,50 +585,76 @@ capacity = 1
 
 @test
 def listener_backlog_and_tcp_options_applied(td):
-    out = os.path.join(td.path, "opts.txt")
+    """The TCP options are set on the listener, and Linux copies them to
+    each accepted socket: read back on the fd the worker received, before
+    and after a reload that turns them off (the socket's defaults again)."""
+    out = os.path.join(td.path, "opts")
     script = td.file("opts.py", f"""
 import os, socket, struct
 s = socket.socket(fileno=3)
 s.send(struct.pack('<HHIII', 100, 1, 16, 0, 0))
-msg, fds, _, _ = socket.recv_fds(s, 4096, 16)
-cid = struct.unpack_from('<Q', msg, 12)[0]
-s.send(struct.pack('<HHIHHIQ', 101, 1, 24, 1, 0, 0, cid))
-c = socket.socket(fileno=fds[0])
-g = lambda lvl, opt: c.getsockopt(lvl, opt)
-with open({out!r}, 'w') as f:
-    f.write(repr(dict(nodelay=g(socket.IPPROTO_TCP, socket.TCP_NODELAY),
-        keepalive=g(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
-        idle=g(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE), intvl=g(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
-        cnt=g(socket.IPPROTO_TCP, socket.TCP_KEEPCNT), user_timeout=g(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
-        blocking=c.getblocking())))
-c.sendall(b"ok")
-c.close()
-s.send(struct.pack('<HHIHHIQ', 102, 1, 24, 1, 0, 0, cid))
+for n in (1, 2):
+    msg, fds = b'', []
+    while struct.unpack_from('<H', msg or b'\\0\\0')[0] != 1:   # skip STATUS
+        msg, fds, _, _ = socket.recv_fds(s, 4096, 16)
+    cid = struct.unpack_from('<Q', msg, 12)[0]
+    s.send(struct.pack('<HHIHHIQ', 101, 1, 24, 1, 0, 0, cid))
+    c = socket.socket(fileno=fds[0])
+    g = lambda lvl, opt: c.getsockopt(lvl, opt)
+    with open({out!r} + str(n), 'w') as f:
+        f.write(repr(dict(nodelay=g(socket.IPPROTO_TCP, socket.TCP_NODELAY),
+            keepalive=g(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+            idle=g(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE), intvl=g(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+            cnt=g(socket.IPPROTO_TCP, socket.TCP_KEEPCNT), user_timeout=g(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
+            blocking=c.getblocking())))
+    c.sendall(b"ok")
+    c.close()
+    s.send(struct.pack('<HHIHHIQ', 102, 1, 24, 1, 0, 0, cid))
 s.recv(4096)  # DRAIN (or EOF): nothing open, so exit
 """)
-    b = Batond(td, f"""
-[listener:t]
-address = tcp:127.0.0.1:0
-program = p
-backlog = 37
-tcp_nodelay = yes
+    options = """tcp_nodelay = yes
 tcp_keepalive = yes
 tcp_keepidle = 42s
 tcp_keepintvl = 7s
 tcp_keepcnt = 5
 tcp_user_timeout = 1500ms
-[program:p]
+"""
+    cfg = f"""
+[listener:t]
+address = tcp:127.0.0.1:0
+program = p
+backlog = 37
+{options}[program:p]
 command = python3 {script}
 workers = 1
-""", wait_ready=1)
+"""
+    b = Batond(td, cfg, wait_ready=1)
     port = b.port("t")
     ss = run(["ss", "-ltnH", "sport = :%d" % port]).stdout.split()
     assert ss[2] == "37", ss  # Send-Q of a listening socket is its backlog
     c = socket.create_connection(("127.0.0.1", port), timeout=5)
     assert c.recv(2) == b"ok"
     c.close()
-    d = eval(open(out).read())
+    wait_until(lambda: os.path.exists(out + "1"), 10, "the worker's report")
+    d = eval(open(out + "1").read())
     assert d == dict(nodelay=1, keepalive=1, idle=42, intvl=7, cnt=5, user_timeout=1500, blocking=True), d
+
+    # Off again: new connections get what a fresh socket has.
+    sysctl = {k: int(open(f"/proc/sys/net/ipv4/tcp_keepalive_{k}").read())
+              for k in ("time", "intvl", "probes")}
+    with open(b.config) as f:
+        text = f.read()
+    with open(b.config, "w") as f:
+        f.write(text.replace(options, "tcp_nodelay = no\n"))  # same address: the socket stays
+    r = run([bin_path("batonctl"), "-s", b.control, "reload"])
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    assert c.recv(2) == b"ok"
+    c.close()
+    wait_until(lambda: os.path.exists(out + "2"), 10, "the worker's second report")
+    d = eval(open(out + "2").read())
+    assert d == dict(nodelay=0, keepalive=0, idle=sysctl["time"], intvl=sysctl["intvl"],
+                     cnt=sysctl["probes"], user_timeout=0, blocking=True), d
     assert b.stop() == 0
 
 
