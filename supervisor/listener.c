@@ -38,16 +38,26 @@ static int unix_in_use(const struct sockaddr_un *un)
 	return !(err == ECONNREFUSED || err == ENOENT);
 }
 
-int listener_unix_reclaim(const char *path, const char *who, char *err, size_t errlen)
+/* path as a unix socket address; 0, or -1 with err when it is too long. */
+static int unix_addr(const char *path, struct sockaddr_un *un, char *err, size_t errlen)
 {
-	struct sockaddr_un un = {.sun_family = AF_UNIX};
-	struct stat st;
-
-	if (strlen(path) >= sizeof(un.sun_path)) {
+	memset(un, 0, sizeof(*un));
+	un->sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(un->sun_path)) {
 		snprintf(err, errlen, "%s: path too long for a unix socket", path);
 		return -1;
 	}
-	strcpy(un.sun_path, path);
+	strcpy(un->sun_path, path);
+	return 0;
+}
+
+int listener_unix_reclaim(const char *path, const char *who, char *err, size_t errlen)
+{
+	struct sockaddr_un un;
+	struct stat st;
+
+	if (unix_addr(path, &un, err, errlen) < 0)
+		return -1;
 	if (lstat(path, &st) < 0)
 		return errno == ENOENT ? 0 : (snprintf(err, errlen, "%s: %s", path, strerror(errno)), -1);
 	if (!S_ISSOCK(st.st_mode)) {
@@ -99,14 +109,11 @@ static const char *file_kind(mode_t mode)
 
 int listener_unix_bind(int fd, const char *path, dev_t *dev, ino_t *ino, char *err, size_t errlen)
 {
-	struct sockaddr_un un = {.sun_family = AF_UNIX};
+	struct sockaddr_un un;
 	struct stat st;
 
-	if (strlen(path) >= sizeof(un.sun_path)) {
-		snprintf(err, errlen, "%s: path too long for a unix socket", path);
+	if (unix_addr(path, &un, err, errlen) < 0)
 		return -1;
-	}
-	strcpy(un.sun_path, path);
 	/* bind(2) gives the file the socket inode's mode less the umask (a
 	 * default ACL replaces the umask, not that mode): shut both. */
 	if (fchmod(fd, 0) < 0) {
