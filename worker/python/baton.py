@@ -418,10 +418,12 @@ class Worker:
     def done(self, conn_id):
         """Report a connection finished.  Only for a descriptor you took with
         BatonSocket.detach(): closing a BatonSocket does this by itself."""
+        # DONE first: whoever waits for active == 0 may exit the process
+        # at once, and the DONE must be on the channel by then
+        self._send_ids(DONE, [conn_id])
         with self._cond:
             self._active -= 1
             self._cond.notify_all()
-        self._send_ids(DONE, [conn_id])
         self._changed()
 
     def _release(self, sock):
@@ -633,6 +635,10 @@ class HTTPHandlerMixin:
     """For http.server.BaseHTTPRequestHandler subclasses: while the worker
     drains, every response carries "Connection: close" (a "keep-alive" the
     handler sends becomes "close") and its connection closes after it.
+    A response on a connection the handler closes anyway (the client sent
+    "Connection: close", or HTTP/1.0 without keep-alive) says so too, if
+    the handler did not: http.server leaves it out, and an HTTP/1.1 client
+    would otherwise take the close for an error.
 
     serve() and ServerMixin add it to a BaseHTTPRequestHandler subclass by
     themselves; list it first in your handler's bases to do it yourself.
@@ -658,7 +664,8 @@ class HTTPHandlerMixin:
         super().send_header(keyword, value)
 
     def end_headers(self):
-        if (self._baton_draining() and not getattr(self, "_baton_connection_sent", False)
+        if (not getattr(self, "_baton_connection_sent", False)
+                and (getattr(self, "close_connection", True) or self._baton_draining())
                 and self.request_version != "HTTP/0.9"):
             self.send_header("Connection", "close")
         super().end_headers()

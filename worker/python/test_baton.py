@@ -195,7 +195,7 @@ class WorkerTest(unittest.TestCase):
             start.wait()
             for s in socks:  # every socket closed by 8 threads at once
                 s.close()
-        threads = [threading.Thread(target=closer) for _ in range(8)]
+        threads = [threading.Thread(target=closer, daemon=True) for _ in range(8)]
         for t in threads:
             t.start()
         for t in threads:
@@ -231,13 +231,13 @@ class WorkerTest(unittest.TestCase):
             for s in w.connections(poll_interval=0.1):
                 got.append(s)
             finished.set()
-        t = threading.Thread(target=run)
+        t = threading.Thread(target=run, daemon=True)
         t.start()
         self.fake.recv(READY)
         self.fake.recv(ACK)
         self.fake.send(header(DRAIN))
         deadline = time.monotonic() + 5
-        while not w.draining and time.monotonic() < deadline:
+        while not called and time.monotonic() < deadline:  # the reader thread calls it
             time.sleep(0.01)
         self.assertTrue(w.draining)
         self.assertEqual(called, [1])
@@ -334,7 +334,7 @@ class WorkerTest(unittest.TestCase):
                     got.append(s)
             except baton.ProtocolError as e:
                 result.append(e)
-        t = threading.Thread(target=run)
+        t = threading.Thread(target=run, daemon=True)
         t.start()
         self.fake.recv(READY)
         self.fake.recv(ACK)
@@ -392,7 +392,7 @@ class AsyncioTest(unittest.TestCase):
             return "returned"
 
         out = []
-        t = threading.Thread(target=lambda: out.append(asyncio.run(main())))
+        t = threading.Thread(target=lambda: out.append(asyncio.run(main())), daemon=True)
         t.start()
         f = self.fake
         self.assertEqual(f.recv(READY), struct.pack("<HHIII", READY, 1, 16, 3, 0))
@@ -435,7 +435,7 @@ class AsyncioTest(unittest.TestCase):
                 await baton.serve_asyncio(protocol_factory=Echo, worker=w)
             except baton.ProtocolError as e:
                 out.append(e)
-        t = threading.Thread(target=lambda: asyncio.run(main()))
+        t = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
         t.start()
         f = self.fake
         f.recv(READY)
@@ -463,7 +463,7 @@ class AsyncioTest(unittest.TestCase):
         async def main():
             asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: errors.append(ctx))
             await baton.serve_asyncio(broken, worker=w)
-        t = threading.Thread(target=lambda: asyncio.run(main()))
+        t = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
         t.start()
         f = self.fake
         f.recv(READY)
@@ -607,6 +607,22 @@ class ServeTest(unittest.TestCase):
         self.assertIn("draining: 2 connections open", err)
         busy.close()
         idle.close()
+
+    def test_http_says_connection_close_when_it_closes(self):
+        self.start(HTTP_APP)
+        f = self.fake
+        for i, request in enumerate((b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                                     b"GET / HTTP/1.0\r\n\r\n")):
+            (s,) = f.conn([10 + i])
+            f.recv(ACK)
+            s.sendall(request)
+            status, headers, _ = read_response(s)
+            self.assertEqual((status, headers.get("connection")), (200, "close"), request)
+            self.assertEqual(s.recv(10), b"")
+            self.assertEqual(f.recv(DONE), ids_msg(DONE, [10 + i]))
+            s.close()
+        f.send(header(DRAIN))
+        self.assertEqual(self.finish()[0], 0)
 
     def test_http_protocol_error_exits_1_after_open_connections(self):
         self.start(HTTP_APP)
