@@ -68,8 +68,6 @@ close-on-exec; this module calls recvmsg() with MSG_CMSG_CLOEXEC itself.
 """
 
 import array
-import asyncio
-import inspect
 import os
 import select
 import socket
@@ -151,6 +149,11 @@ class _QuietStream:
 
     def __getattr__(self, name):
         return getattr(self._stream, name)
+
+
+def _env_int(name):
+    value = os.environ.get(name, "")
+    return int(value) if value.isdigit() else 0
 
 
 def _parse_peer(peer):
@@ -259,8 +262,8 @@ class Worker:
         self._capacity = self._check_capacity(capacity)
         self.heartbeat_interval = heartbeat_interval
         self.program = os.environ.get("BATON_PROGRAM", "")
-        self.slot = int(os.environ.get("BATON_WORKER", "0") or 0)
-        self.generation = int(os.environ.get("BATON_GENERATION", "0") or 0)
+        self.slot = _env_int("BATON_WORKER")
+        self.generation = _env_int("BATON_GENERATION")
         # re-entrant: a socket the garbage collector closes in the middle of
         # a send sends its DONE from the same thread
         self._send_lock = threading.RLock()
@@ -926,6 +929,8 @@ async def serve_asyncio(client_connected_cb=None, *, protocol_factory=None, work
     a protocol error, once the open connections have ended.  During a
     drain, get_worker().draining is true: answer with "Connection: close".
     limit is the StreamReader buffer limit."""
+    import asyncio  # here: a worker that does not use it starts faster
+    import inspect
     if (client_connected_cb is None) == (protocol_factory is None):
         raise TypeError("give exactly one of client_connected_cb and protocol_factory")
     loop = asyncio.get_running_loop()
