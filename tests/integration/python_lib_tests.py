@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 
 from harness import (ROOT, Batond, TestDir, http_get, pid_alive, read_response, test, wait_until,
