@@ -63,7 +63,7 @@ For a server of your own, Worker is the channel itself::
     # drained, and every connection closed: exit 0
 
 Note: socket.recv_fds() ignores its flags argument (CPython issue
-gh-107898; so on Python 3.11), so it cannot receive descriptors
+gh-107898; so in 3.9 to 3.13 at least), so it cannot receive descriptors
 close-on-exec; this module calls recvmsg() with MSG_CMSG_CLOEXEC itself.
 """
 
