@@ -99,10 +99,27 @@ $(O)/tests/%: $(O)/tests/unit/%.o $(SUP_OBJ) $(LIBBATON)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS_CMOCKA) $(LDLIBS_EV) $(LDLIBS_INI) $(LDLIBS_THREAD)
 
+
+# Two more builds of batond for the reexec tests: another version string,
+# and one that reads only an incompatible state version (state.h).
+BATOND_SRC := supervisor/main.c $(SUP_SRC) $(COMMON_SRC)
+TEST_BATOND := $(B)/test/batond-next $(B)/test/batond-state99
+$(O)/next/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) '-DBATON_VERSION="0.1.0+next"' -MMD -MP -c $< -o $@
+$(O)/state99/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) '-DBATON_VERSION="0.1.0+state99"' -DBATON_STATE_VERSION=99 -MMD -MP -c $< -o $@
+$(B)/test/batond-next: $(BATOND_SRC:%.c=$(O)/next/%.o)
+$(B)/test/batond-state99: $(BATOND_SRC:%.c=$(O)/state99/%.o)
+$(TEST_BATOND):
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS_EV) $(LDLIBS_INI) $(LDLIBS_THREAD)
+
 do-unit: $(UNIT_BIN)
 	@fail=0; for t in $(UNIT_BIN); do echo "== $$t"; $$t || fail=1; done; exit $$fail
 
-do-integration: do-all
+do-integration: do-all $(TEST_BATOND)
 	BATON_BIN=$(CURDIR)/$(B) python3 tests/integration/run.py
 
 # batond's floors (supervisor/README.md): no call up, no cycle but the
@@ -112,7 +129,7 @@ do-layers: $(O)/supervisor/main.o $(SUP_OBJ) $(CTL_SRC:%.c=$(O)/%.o)
 
 # The committed fuzz corpus is replayed on every test run (a second); the
 # integration tests run last, so their summary is the last line.
-do-test: do-all do-layers do-unit do-fuzz-replay
+do-test: do-all $(TEST_BATOND) do-layers do-unit do-fuzz-replay
 	BATON_BIN=$(CURDIR)/$(B) python3 tests/integration/run.py
 
 do-run: do-all

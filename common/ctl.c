@@ -26,6 +26,8 @@ const struct ctl_command ctl_commands[] = {
 	{"metrics", 0, 0, 1, 0, "metrics", "Prometheus text format 0.0.4"},
 	{"version", 0, 0, 1, 0, "version", "batond version and protocols"},
 	{"shutdown", 0, 0, 0, 0, "shutdown", "drain every worker and exit, like SIGTERM"},
+	{"reexec", 0, 2, 0, 1, "reexec [--binary PATH]",
+	 "replace batond's own binary in place: same pid, workers and sockets; the old one serves on if anything fails"},
 	{"help", 0, 1, 1, 0, "help [COMMAND]", "this list, or one command's usage"},
 	{NULL, 0, 0, 0, 0, NULL, NULL},
 };

@@ -285,3 +285,16 @@ void fatal(const char *fmt, ...)
 	}
 	exit(1);
 }
+
+int log_file_fd(void)
+{
+	return log_path[0] ? log_fd : -1;
+}
+
+void log_adopt_file(const char *path, int fd)
+{
+	if (log_fd != STDERR_FILENO)
+		close(log_fd);
+	log_fd = fd;
+	snprintf(log_path, sizeof(log_path), "%s", path);
+}

@@ -22,6 +22,9 @@ int log_reopen(char *err, size_t errlen);
 const char *log_file_path(void);
 /* Back to stderr (closes the file). */
 void log_close_file(void);
+/* The log file's fd (-1: logging to stderr), and taking one over (reexec). */
+int log_file_fd(void);
+void log_adopt_file(const char *path, int fd);
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 /* Parse "debug", "info", "warn" or "error"; 0 or -1. */

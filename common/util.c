@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -319,4 +320,14 @@ int util_expand_here(const char *here, const char *in, char *out, size_t size)
 	}
 	out[o] = '\0';
 	return 0;
+}
+
+void util_describe_status(int status, char *buf, size_t size)
+{
+	if (WIFEXITED(status))
+		snprintf(buf, size, "exit=%d", WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(buf, size, "signal=%s", strsignal(WTERMSIG(status)));
+	else
+		snprintf(buf, size, "status=0x%x", status);
 }

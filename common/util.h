@@ -53,6 +53,8 @@ int fd_open_std(void);
 
 /* Milliseconds / microseconds on the monotonic clock. */
 uint64_t now_ms(void);
+/* A wait status as "exit=N", "signal=NAME" or "status=0x..". */
+void util_describe_status(int status, char *buf, size_t size);
 uint64_t now_us(void);
 
 #endif

@@ -20,6 +20,7 @@
 #include "ops.h"
 #include "pool.h"
 #include "proto.h"
+#include "reexec.h"
 #include "reply.h"
 #include "report.h"
 #include "upgrade.h"
@@ -333,6 +334,16 @@ static void cmd_shutdown(const struct request *rq)
 	ops_shutdown("control");
 }
 
+static void cmd_reexec(const struct request *rq)
+{
+	if (rq->argc == 1 || (rq->argc == 2 && strcmp(rq->argv[0], "--binary") != 0)) {
+		reply_finish(rq->r, CTL_USAGE, "usage: batonctl reexec [--binary PATH]");
+		return;
+	}
+	log_info("control: reexec uid=%d pid=%d", rq->uid, rq->pid);
+	reexec_start(rq->r, rq->argc == 2 ? rq->argv[1] : NULL);
+}
+
 /* Every command of ctl_commands[] and its handler (command_check says so). */
 static const struct {
 	const char *name;
@@ -342,7 +353,7 @@ static const struct {
 	{"restart", cmd_restart}, {"scale", cmd_scale},     {"upgrade", cmd_upgrade},
 	{"reload", cmd_reload},   {"drain", cmd_drain},     {"signal", cmd_signal},
 	{"pid", cmd_pid},         {"metrics", cmd_metrics}, {"version", cmd_version},
-	{"shutdown", cmd_shutdown}, {"help", cmd_help},
+	{"shutdown", cmd_shutdown}, {"help", cmd_help},     {"reexec", cmd_reexec},
 };
 #define NHANDLERS (sizeof(handlers) / sizeof(handlers[0]))
 

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "config_keys.h"
+#include "state.h"
 
 struct parse {
 	struct config *cfg;
@@ -657,4 +658,39 @@ struct cfg_program *config_program(struct config *cfg, const char *name)
 		if (strcmp(cfg->programs[i].name, name) == 0)
 			return &cfg->programs[i];
 	return NULL;
+}
+
+int config_section_set(int sec, void *base, const char *key, const char *value, char *err,
+		       size_t errlen)
+{
+	struct parse p = {.sec = (enum ksec)sec};
+	for (size_t i = 0; i < config_nkeys; i++)
+		if ((int)config_keys[i].sec == sec && strcmp(config_keys[i].name, key) == 0)
+			return set_value(&p, &config_keys[i], base, value, err, errlen);
+	return 1;
+}
+
+void config_section_defaults(int sec, void *base)
+{
+	struct parse p = {.sec = sec};
+	apply_defaults(&p, (enum ksec)sec, base);
+}
+
+int config_restore_section(const struct state_rec *r, int sec, void *base, char *err,
+			   size_t errlen)
+{
+	char msg[256];
+	config_section_defaults(sec, base);
+	for (int i = 0; i < r->n; i++) {
+		const struct state_field *f = &r->f[i];
+		if (strncmp(f->key, "cfg.", 4) != 0)
+			continue;
+		if (memchr(f->val, '\0', f->len) ||
+		    config_section_set(sec, base, f->key + 4, f->val, msg, sizeof(msg)) < 0) {
+			snprintf(err, errlen, "%s: %s: %s", r->type, f->key,
+				 memchr(f->val, '\0', f->len) ? "NUL byte" : msg);
+			return -1;
+		}
+	}
+	return 0;
 }

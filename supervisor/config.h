@@ -102,5 +102,20 @@ void config_free(struct config *cfg);
 
 struct cfg_program *config_program(struct config *cfg, const char *name);
 
+/*
+ * One key of a section (enum ksec of config_keys.h; base is its struct)
+ * set from its text as the INI file would: 0, 1 when sec has no such key,
+ * or -1 with the reason in err.  Used to restore a saved config (reexec).
+ */
+int config_section_set(int sec, void *base, const char *key, const char *value, char *err,
+		       size_t errlen);
+/* Every key of the section that has a default, set to it. */
+void config_section_defaults(int sec, void *base);
+/* Defaults, then every "cfg.KEY" field of r (unknown keys are ignored:
+ * an older build's state); 0, or -1 with "TYPE: cfg.KEY: reason". */
+struct state_rec;
+int config_restore_section(const struct state_rec *r, int sec, void *base, char *err,
+			   size_t errlen);
+
 
 #endif

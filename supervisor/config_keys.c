@@ -1,9 +1,11 @@
 /* The key table and what is printed from it: see config_keys.h. */
 #include "config_keys.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "config.h"
+#include "state.h"
 #include "util.h"
 #include "version.h"
 
@@ -256,4 +258,48 @@ unsigned config_diff_listener(const struct cfg_listener *a, const struct cfg_lis
 unsigned config_diff_program(const struct cfg_program *a, const struct cfg_program *b)
 {
 	return diff(S_PROGRAM, a, b);
+}
+
+void config_save_section(struct state_out *o, int sec, const void *base)
+{
+	static const char *const policies[] = {"always", "on-failure", "never"};
+	for (size_t i = 0; i < config_nkeys; i++) {
+		const struct config_key *k = &config_keys[i];
+		const char *v = (const char *)base + k->off;
+		char key[80], buf[32];
+		if ((int)k->sec != sec)
+			continue;
+		snprintf(key, sizeof(key), "cfg.%s", k->name);
+		switch (k->type) {
+		case T_STR:
+		case T_NAME:
+		case T_ADDR:
+		case T_CMD:
+		case T_ENV:
+			state_str(o, key, v);
+			continue;
+		case T_INT:
+			snprintf(buf, sizeof(buf), "%lld", *(const long long *)v);
+			break;
+		case T_BOOL:
+			snprintf(buf, sizeof(buf), "%s", *(const int *)v ? "yes" : "no");
+			break;
+		case T_DUR:
+			snprintf(buf, sizeof(buf), "%llums", (unsigned long long)*(const uint64_t *)v);
+			break;
+		case T_MODE:
+			snprintf(buf, sizeof(buf), "0%o", *(const unsigned *)v);
+			break;
+		case T_SIG:
+			snprintf(buf, sizeof(buf), "%s", config_signal_name(*(const int *)v));
+			break;
+		case T_RESTART:
+			snprintf(buf, sizeof(buf), "%s", policies[*(const enum restart_policy *)v]);
+			break;
+		case T_LEVEL:
+			snprintf(buf, sizeof(buf), "%s", log_level_name(*(const enum log_level *)v));
+			break;
+		}
+		state_str(o, key, buf);
+	}
 }

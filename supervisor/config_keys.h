@@ -63,6 +63,11 @@ int config_check_restart(const struct cfg_baton *old, const struct cfg_baton *cu
 unsigned config_diff_listener(const struct cfg_listener *a, const struct cfg_listener *b);
 unsigned config_diff_program(const struct cfg_program *a, const struct cfg_program *b);
 
+/* Every key of section sec (base: its struct) as a "cfg.KEY VALUE" field,
+ * in the text the INI file takes (reexec; config_section_set reads it). */
+struct state_out;
+void config_save_section(struct state_out *o, int sec, const void *base);
+
 /* Print the key reference as a Markdown table (README, `--config-reference`). */
 void config_reference(FILE *out);
 /* The same as man(7) text for baton.ini(5): one .SS per section, a .TP per key. */

@@ -9,6 +9,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -30,6 +31,8 @@
 #include "log.h"
 #include "op.h"
 #include "reply.h"
+#include "state.h"
+#include "util.h"
 
 enum access { ACCESS_NONE, ACCESS_READ, ACCESS_FULL };
 
@@ -293,6 +296,32 @@ static void accept_again(evutil_socket_t fd, short what, void *arg)
 		event_add(ctl.ev, NULL);
 }
 
+/* A client on cfd (closed on failure), not yet reading; NULL if out of memory. */
+static struct client *client_new(int cfd, uid_t uid, pid_t pid, enum access access)
+{
+	struct client *c = calloc(1, sizeof(*c));
+	if (c && (c->deadline = evtimer_new(batond.base, on_deadline, c)))
+		c->bev = bufferevent_socket_new(batond.base, cfd, BEV_OPT_CLOSE_ON_FREE);
+	if (!c || !c->bev) {
+		if (c && c->deadline)
+			event_free(c->deadline);
+		free(c);
+		close(cfd);
+		return NULL;
+	}
+	c->uid = uid;
+	c->reply = (struct reply){.put = reply_put_cb, .finish = reply_finish_cb, .ctx = c,
+				  .uid = (int)uid};
+	c->pid = pid;
+	c->access = access;
+	LIST_INSERT_HEAD(&ctl.clients, c, link);
+	batond.control.clients++;
+	struct timeval wt = {CONTROL_WRITE_TIMEOUT_MS / 1000, 0};
+	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+	bufferevent_set_timeouts(c->bev, NULL, &wt);
+	return c;
+}
+
 static void on_accept(evutil_socket_t fd, short what, void *arg)
 {
 	(void)what;
@@ -338,31 +367,37 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 			refuse(cfd, "= 1 batond is busy: too many control clients, try again\n");
 			continue;
 		}
-		struct client *c = calloc(1, sizeof(*c));
-		if (c && (c->deadline = evtimer_new(batond.base, on_deadline, c)))
-			c->bev = bufferevent_socket_new(batond.base, cfd, BEV_OPT_CLOSE_ON_FREE);
-		if (!c || !c->bev) {
-			if (c && c->deadline)
-				event_free(c->deadline);
-			free(c);
-			close(cfd);
+		struct client *c = client_new(cfd, cred.uid, cred.pid, access);
+		if (!c)
 			continue;
-		}
-		c->uid = cred.uid;
-		c->reply = (struct reply){.put = reply_put_cb, .finish = reply_finish_cb,
-					  .ctx = c, .uid = (int)cred.uid};
-		c->pid = cred.pid;
-		c->access = access;
-		LIST_INSERT_HEAD(&ctl.clients, c, link);
-		batond.control.clients++;
 		struct timeval rt = {CONTROL_REQUEST_TIMEOUT_MS / 1000, 0};
-		struct timeval wt = {CONTROL_WRITE_TIMEOUT_MS / 1000, 0};
-		bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
-		bufferevent_set_timeouts(c->bev, NULL, &wt);
 		evtimer_add(c->deadline, &rt);
 		bufferevent_setwatermark(c->bev, EV_READ, 0, CTL_LINE_MAX + 1);
 		bufferevent_enable(c->bev, EV_READ);
 	}
+}
+
+static int set_group(const struct cfg_baton *cfg, char *err, size_t errlen)
+{
+	if (cfg->control_group[0]) {
+		struct group *gr = getgrnam(cfg->control_group);
+		if (!gr) {
+			snprintf(err, errlen, "control_group: no such group '%s'", cfg->control_group);
+			return -1;
+		}
+		ctl.group = gr->gr_gid;
+		ctl.have_group = 1;
+		ctl.group_write = cfg->control_group_write;
+	}
+	return 0;
+}
+
+static void poll_socket(void)
+{
+	ctl.ev = event_new(batond.base, ctl.fd, EV_READ | EV_PERSIST, on_accept, NULL);
+	ctl.ev_retry = evtimer_new(batond.base, accept_again, NULL);
+	if (!ctl.ev || !ctl.ev_retry || event_add(ctl.ev, NULL) < 0)
+		fatal("out of memory");
 }
 
 int control_open(const struct cfg_baton *cfg, char *err, size_t errlen)
@@ -374,16 +409,8 @@ int control_open(const struct cfg_baton *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "control socket path too long: %s", cfg->control);
 		return -1;
 	}
-	if (cfg->control_group[0]) {
-		struct group *gr = getgrnam(cfg->control_group);
-		if (!gr) {
-			snprintf(err, errlen, "control_group: no such group '%s'", cfg->control_group);
-			return -1;
-		}
-		ctl.group = gr->gr_gid;
-		ctl.have_group = 1;
-		ctl.group_write = cfg->control_group_write;
-	}
+	if (set_group(cfg, err, errlen) < 0)
+		return -1;
 	strcpy(un.sun_path, cfg->control);
 	/* Like systemd's RuntimeDirectory=: create the directory if it is the
 	 * only thing missing (/run/baton on a fresh boot). */
@@ -426,10 +453,7 @@ int control_open(const struct cfg_baton *cfg, char *err, size_t errlen)
 		control_close();
 		return -1;
 	}
-	ctl.ev = event_new(batond.base, fd, EV_READ | EV_PERSIST, on_accept, NULL);
-	ctl.ev_retry = evtimer_new(batond.base, accept_again, NULL);
-	if (!ctl.ev || !ctl.ev_retry || event_add(ctl.ev, NULL) < 0)
-		fatal("out of memory");
+	poll_socket();
 	log_info("control socket path=%s mode=%04o%s%s", un.sun_path, cfg->control_mode,
 		 ctl.have_group ? " group=" : "", ctl.have_group ? cfg->control_group : "");
 	return 0;
@@ -455,20 +479,24 @@ void control_reconfigure(const struct cfg_baton *cfg)
 	ctl.mode = cfg->control_mode;
 }
 
+/* What is queued for c, best effort, without blocking. */
+static void flush_now(struct client *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	char buf[4096];
+	evbuffer_unfreeze(out, 1); /* bufferevent keeps its start frozen */
+	ev_ssize_t n = evbuffer_copyout(out, buf, sizeof(buf));
+	if (n > 0 && send(bufferevent_getfd(c->bev), buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		log_debug("control: last answer lost: %s", strerror(errno));
+}
+
 void control_close(void)
 {
 	struct client *c;
 
 	op_end_all(); /* their clients get the answer below */
 	while ((c = LIST_FIRST(&ctl.clients))) {
-		/* Answered clients get what is buffered, best effort. */
-		struct evbuffer *out = bufferevent_get_output(c->bev);
-		char buf[4096];
-		evbuffer_unfreeze(out, 1); /* bufferevent keeps its start frozen */
-		ev_ssize_t n = evbuffer_copyout(out, buf, sizeof(buf));
-		if (n > 0 && send(bufferevent_getfd(c->bev), buf, (size_t)n,
-				  MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-			log_debug("control: last answer lost: %s", strerror(errno));
+		flush_now(c); /* answered clients get what is buffered, best effort */
 		client_free(c);
 	}
 	if (ctl.ev)
@@ -484,3 +512,92 @@ void control_close(void)
 	}
 }
 
+
+void control_save(struct state_out *o, const struct reply *requester, int final)
+{
+	struct client *c;
+	state_record(o, "control", 1);
+	state_fd(o, "fd", ctl.fd);
+	state_str(o, "path", ctl.path);
+	state_u64(o, "dev", (uint64_t)ctl.dev);
+	state_u64(o, "ino", (uint64_t)ctl.ino);
+	state_u64(o, "mode", ctl.mode);
+	LIST_FOREACH(c, &ctl.clients, link) {
+		if (!requester || c != requester->ctx) {
+			if (final)
+				flush_now(c); /* the others get what is theirs; the exec closes them */
+			continue;
+		}
+		struct evbuffer *out = bufferevent_get_output(c->bev);
+		size_t n = evbuffer_get_length(out);
+		unsigned char *pending = evbuffer_pullup(out, (ev_ssize_t)n);
+		state_record(o, "control_client", 1);
+		state_fd(o, "fd", bufferevent_getfd(c->bev));
+		state_u64(o, "uid", c->uid);
+		state_i64(o, "pid", c->pid);
+		state_u64(o, "full", c->access == ACCESS_FULL);
+		state_bytes(o, "pending", pending ? (const char *)pending : "", pending ? n : 0);
+	}
+}
+
+int control_adopt(const struct cfg_baton *cfg, const struct state_rec *r, char *err, size_t errlen)
+{
+	long long fd;
+	uint64_t dev, ino, mode;
+	struct stat sb;
+
+	LIST_INIT(&ctl.clients);
+	if (set_group(cfg, err, errlen) < 0 ||
+	    state_get_int(r, "fd", 0, INT_MAX, &fd, err, errlen) < 0 ||
+	    state_get_str(r, "path", ctl.path, sizeof(ctl.path), err, errlen) < 0 ||
+	    state_get_u64(r, "dev", &dev, err, errlen) < 0 ||
+	    state_get_u64(r, "ino", &ino, err, errlen) < 0 ||
+	    state_get_u64(r, "mode", &mode, err, errlen) < 0)
+		return -1;
+	if (strcmp(ctl.path, cfg->control) != 0) {
+		snprintf(err, errlen, "control: the state's socket is %s, the config's %s", ctl.path,
+			 cfg->control);
+		return -1;
+	}
+	char bound[128];
+	snprintf(bound, sizeof(bound), "unix:%s", ctl.path);
+	if (listener_check_fd((int)fd, bound, err, errlen) < 0)
+		return -1;
+	if (lstat(ctl.path, &sb) < 0 || sb.st_dev != (dev_t)dev || sb.st_ino != (ino_t)ino)
+		log_warn("control socket file path=%s is not the one batond bound any more; "
+			 "it is left alone", ctl.path);
+	ctl.fd = (int)fd;
+	ctl.dev = (dev_t)dev;
+	ctl.ino = (ino_t)ino;
+	ctl.mode = (unsigned)mode;
+	poll_socket();
+	return 0;
+}
+
+const struct reply *control_adopt_client(const struct state_rec *r, char *err, size_t errlen)
+{
+	long long fd, pid;
+	uint64_t uid, full;
+	struct stat sb;
+	if (state_get_int(r, "fd", 0, INT_MAX, &fd, err, errlen) < 0 ||
+	    state_get_u64(r, "uid", &uid, err, errlen) < 0 ||
+	    state_get_int(r, "pid", 0, INT_MAX, &pid, err, errlen) < 0 ||
+	    state_get_u64(r, "full", &full, err, errlen) < 0)
+		return NULL;
+	if (fstat((int)fd, &sb) < 0 || !S_ISSOCK(sb.st_mode)) {
+		snprintf(err, errlen, "control_client: fd %lld is not a socket", fd);
+		return NULL;
+	}
+	fd_set_nonblock((int)fd);
+	struct client *c = client_new((int)fd, (uid_t)uid, (pid_t)pid, full ? ACCESS_FULL : ACCESS_READ);
+	if (!c) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	c->requested = 1;
+	for (int i = 0; i < r->n; i++)
+		if (strcmp(r->f[i].key, "pending") == 0)
+			evbuffer_add(bufferevent_get_output(c->bev), r->f[i].val, r->f[i].len);
+	bufferevent_enable(c->bev, EV_WRITE);
+	return &c->reply;
+}

@@ -26,6 +26,21 @@ void control_close(void);
 /* A reload's new control_mode / control_group settings (the reload hook). */
 void control_reconfigure(const struct cfg_baton *cfg);
 
+/*
+ * reexec.  control_save writes the control socket ("control" record) and,
+ * when requester is a client's reply, that client with what is queued
+ * for it ("control_client"); every other client gets what is queued for
+ * it now, and is closed by the exec.  control_adopt serves the saved
+ * socket again in the new image; control_adopt_client takes the client
+ * back (its request is the one being answered) and returns its reply.
+ */
+struct state_out;
+struct state_rec;
+struct reply;
+void control_save(struct state_out *o, const struct reply *requester, int final);
+int control_adopt(const struct cfg_baton *cfg, const struct state_rec *r, char *err, size_t errlen);
+const struct reply *control_adopt_client(const struct state_rec *r, char *err, size_t errlen);
+
 /* The limit that refuses one more client, so that read-only users cannot
  * crowd out root: CONTROL_LIMIT_NONE when it may connect. */
 enum control_limit {

@@ -227,6 +227,28 @@ static void ack_deadline(evutil_socket_t fd, short what, void *arg)
 	pool_fail_worker(w, why);
 }
 
+void dispatch_restored(struct worker *w)
+{
+	uint64_t limit = pool_cfg_for(w->prog, w->generation)->ack_timeout;
+	struct conn *c = TAILQ_FIRST(&w->unacked);
+	if (!c || !limit || w->broken)
+		return;
+	if (!w->ev_ack && !(w->ev_ack = evtimer_new(batond.base, ack_deadline, w)))
+		fatal("out of memory");
+	uint64_t now = now_ms(), due = c->handed_ms + limit;
+	arm_ms(w->ev_ack, due > now ? due - now : 0);
+}
+
+uint64_t dispatch_next_id(void)
+{
+	return next_id;
+}
+
+void dispatch_set_next_id(uint64_t id)
+{
+	next_id = id;
+}
+
 static void ack_arm(struct worker *w)
 {
 	uint64_t limit = pool_cfg_for(w->prog, w->generation)->ack_timeout;

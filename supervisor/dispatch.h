@@ -83,6 +83,12 @@ unsigned dispatch_drop_queue(struct program *p, const char *why);
 /* Arm or re-arm the queue_timeout timer for the queue's oldest entry. */
 void dispatch_arm_queue_timer(struct program *p);
 
+/* reexec: the id the next connection gets (they never repeat), and a
+ * restored worker's ACK deadline armed for its oldest unacked connection. */
+uint64_t dispatch_next_id(void);
+void dispatch_set_next_id(uint64_t id);
+void dispatch_restored(struct worker *w);
+
 /* Call write_ready (pending DRAIN, then the outbox) once the channel drains. */
 void dispatch_want_write(struct worker *w);
 

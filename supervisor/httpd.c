@@ -27,6 +27,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,8 @@
 #include <unistd.h>
 
 #include "batond.h"
+#include "listener.h"
+#include "state.h"
 #include "config.h"
 #include "log.h"
 #include "report.h"
@@ -485,21 +488,11 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 	}
 }
 
-int httpd_open(const struct cfg_baton *cfg, char *err, size_t errlen)
+/* Serve the listening socket fd (ours from now on); 0, or -1 with err. */
+static int serve_fd(const struct cfg_baton *cfg, int fd, int adopted, char *err, size_t errlen)
 {
 	char bound[128];
-	int fd = -1, one = 1;
-
-	if (!cfg->http[0])
-		return 0;
 	LIST_INIT(&hd.clients);
-	const struct addr *a = &cfg->http_addr;
-	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		goto fail;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0 || listen(fd, 128) < 0)
-		goto fail;
 	hd.ev_accept = event_new(batond.base, fd, EV_READ | EV_PERSIST, on_accept, NULL);
 	hd.ev_retry = evtimer_new(batond.base, accept_again, NULL);
 	if (!hd.ev_accept || !hd.ev_retry || event_add(hd.ev_accept, NULL) < 0) {
@@ -520,15 +513,64 @@ int httpd_open(const struct cfg_baton *cfg, char *err, size_t errlen)
 	else
 		snprintf(bound, sizeof(bound), "?");
 	snprintf(hd.address, sizeof(hd.address), "%s", cfg->http);
-	log_info("http endpoint address=%s bound=%s paths=/metrics,/healthz,/readyz "
-		 "max_clients=%d deadline_s=%d",
-		 cfg->http, bound, HTTPD_CLIENTS_MAX, HTTPD_DEADLINE_SEC);
+	if (!adopted)
+		log_info("http endpoint address=%s bound=%s paths=/metrics,/healthz,/readyz "
+			 "max_clients=%d deadline_s=%d",
+			 cfg->http, bound, HTTPD_CLIENTS_MAX, HTTPD_DEADLINE_SEC);
 	return 0;
+}
+
+int httpd_open(const struct cfg_baton *cfg, char *err, size_t errlen)
+{
+	int fd = -1, one = 1;
+
+	if (!cfg->http[0])
+		return 0;
+	const struct addr *a = &cfg->http_addr;
+	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0 || listen(fd, 128) < 0)
+		goto fail;
+	return serve_fd(cfg, fd, 0, err, errlen);
 fail:
 	snprintf(err, errlen, "http %s: %s", cfg->http, strerror(errno));
 	if (fd >= 0)
 		close(fd);
 	return -1;
+}
+
+void httpd_save(struct state_out *o)
+{
+	char bound[128] = "?";
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	if (hd.fd < 0)
+		return;
+	if (getsockname(hd.fd, (struct sockaddr *)&ss, &len) == 0)
+		addr_format((struct sockaddr *)&ss, len, bound, sizeof(bound));
+	state_record(o, "http", 1);
+	state_fd(o, "fd", hd.fd);
+	state_str(o, "bound", bound);
+	state_u64(o, "refused", hd.refused);
+}
+
+int httpd_adopt(const struct cfg_baton *cfg, const struct state_rec *r, char *err,
+		size_t errlen)
+{
+	char bound[128];
+	long long fd;
+	if (state_get_int(r, "fd", 0, INT_MAX, &fd, err, errlen) < 0 ||
+	    state_get_str(r, "bound", bound, sizeof(bound), err, errlen) < 0 ||
+	    state_opt_u64(r, "refused", &hd.refused, err, errlen) < 0 ||
+	    listener_check_fd((int)fd, bound, err, errlen) < 0)
+		return -1;
+	if (!cfg->http[0]) {
+		snprintf(err, errlen, "http: a socket in the state, none in the config");
+		return -1;
+	}
+	return serve_fd(cfg, (int)fd, 1, err, errlen);
 }
 
 void httpd_close(void)

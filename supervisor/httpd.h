@@ -20,5 +20,13 @@ struct cfg_baton;
 /* Bind and serve cfg->http (nothing if empty); 0, or -1 with err. */
 int httpd_open(const struct cfg_baton *cfg, char *err, size_t errlen);
 void httpd_close(void);
+/* reexec: the listening socket as an "http" record (its clients are
+ * closed by the exec: a scrape tries again), and serving it again in the
+ * new image; 0, or -1 with err. */
+struct state_out;
+struct state_rec;
+void httpd_save(struct state_out *o);
+int httpd_adopt(const struct cfg_baton *cfg, const struct state_rec *r, char *err,
+		size_t errlen);
 
 #endif

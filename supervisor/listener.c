@@ -4,6 +4,7 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pwd.h>
@@ -16,6 +17,8 @@
 #include <unistd.h>
 
 #include "activation.h"
+#include "config_keys.h"
+#include "state.h"
 #include "batond.h"
 #include "log.h"
 #include "util.h"
@@ -345,8 +348,9 @@ int listener_accept(struct listener *l, char *peer, size_t peerlen)
 	return fd;
 }
 
-/* The socket is bound and listening: note where, get ready to poll. */
-static void listener_ready(struct listener *l)
+/* The socket is bound and listening: note where, get ready to poll.
+ * adopted: it crossed a reexec, its tcp_base is the saved one. */
+static void listener_ready(struct listener *l, int adopted)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
@@ -355,7 +359,8 @@ static void listener_ready(struct listener *l)
 		l->tcp = ss.ss_family == AF_INET || ss.ss_family == AF_INET6;
 	}
 	if (l->tcp) {
-		tcp_base_read(l);
+		if (!adopted)
+			tcp_base_read(l);
 		tcp_options(l);
 	}
 	l->ev = event_new(batond.base, l->fd, EV_READ | EV_PERSIST, accept_ready, l);
@@ -363,8 +368,9 @@ static void listener_ready(struct listener *l)
 	if (!l->ev || !l->ev_retry)
 		fatal("out of memory");
 	l->paused = 1;
-	log_info("listening listener=%s address=%s bound=%s program=%s backlog=%lld",
-		 l->cfg.name, l->cfg.address, l->bound, l->cfg.program, l->cfg.backlog);
+	if (!adopted)
+		log_info("listening listener=%s address=%s bound=%s program=%s backlog=%lld",
+			 l->cfg.name, l->cfg.address, l->bound, l->cfg.program, l->cfg.backlog);
 }
 
 /* Socket activation: adopt the listening socket systemd passed. */
@@ -378,7 +384,7 @@ static int systemd_open(struct listener *l, char *err, size_t errlen)
 		return -1;
 	}
 	l->fd = fd;
-	listener_ready(l); /* its backlog is systemd's (Backlog=) */
+	listener_ready(l, 0); /* its backlog is systemd's (Backlog=) */
 	return 0;
 }
 
@@ -427,7 +433,7 @@ int listener_open(struct listener *l, char *err, size_t errlen)
 		listener_close(l);
 		return -1;
 	}
-	listener_ready(l);
+	listener_ready(l, 0);
 	return 0;
 }
 
@@ -503,4 +509,97 @@ void listener_update(struct listener *l, const struct cfg_listener *cfg)
 			memcpy(l->cfg.owner, old.owner, sizeof(l->cfg.owner));
 		}
 	}
+}
+
+int listener_check_fd(int fd, const char *bound, char *err, size_t errlen)
+{
+	struct stat sb;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss), ol = sizeof(int);
+	int type = 0, acc = 0;
+	char got[80];
+
+	if (fstat(fd, &sb) < 0 || !S_ISSOCK(sb.st_mode)) {
+		snprintf(err, errlen, "fd %d is not a socket", fd);
+		return -1;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &ol) < 0 || type != SOCK_STREAM ||
+	    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &ol) < 0 || !acc) {
+		snprintf(err, errlen, "fd %d is not a listening stream socket", fd);
+		return -1;
+	}
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
+		snprintf(err, errlen, "fd %d: getsockname: %s", fd, strerror(errno));
+		return -1;
+	}
+	addr_format((struct sockaddr *)&ss, len, got, sizeof(got));
+	if (strcmp(got, bound) != 0) {
+		snprintf(err, errlen, "fd %d is bound to %s, the state says %s", fd, got, bound);
+		return -1;
+	}
+	return fd_set_nonblock(fd);
+}
+
+void listener_save(const struct listener *l, struct state_out *o)
+{
+	state_record(o, "listener", 1);
+	state_str(o, "name", l->cfg.name);
+	config_save_section(o, S_LISTENER, &l->cfg);
+	state_fd(o, "fd", l->fd);
+	state_str(o, "bound", l->bound);
+	state_u64(o, "dev", (uint64_t)l->dev);
+	state_u64(o, "ino", (uint64_t)l->ino);
+	state_u64(o, "accepted", l->accepted);
+	const int *b = &l->tcp_base.nodelay;
+	static const char *const names[] = {"nodelay", "keepalive", "idle", "intvl", "cnt",
+					    "user_timeout"};
+	for (int i = 0; i < 6; i++) {
+		char key[32];
+		snprintf(key, sizeof(key), "tcp_base.%s", names[i]);
+		state_i64(o, key, b[i]);
+	}
+}
+
+struct listener *listener_adopt(const struct state_rec *r, char *err, size_t errlen)
+{
+	static const char *const names[] = {"nodelay", "keepalive", "idle", "intvl", "cnt",
+					    "user_timeout"};
+	struct listener *l = calloc(1, sizeof(*l));
+	long long fd, v;
+	uint64_t dev = 0, ino = 0;
+
+	if (!l) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	l->fd = -1;
+	if (state_get_str(r, "name", l->cfg.name, sizeof(l->cfg.name), err, errlen) < 0 ||
+	    config_restore_section(r, S_LISTENER, &l->cfg, err, errlen) < 0 ||
+	    state_get_int(r, "fd", 0, INT_MAX, &fd, err, errlen) < 0 ||
+	    state_get_str(r, "bound", l->bound, sizeof(l->bound), err, errlen) < 0 ||
+	    state_opt_u64(r, "dev", &dev, err, errlen) < 0 ||
+	    state_opt_u64(r, "ino", &ino, err, errlen) < 0 ||
+	    state_opt_u64(r, "accepted", &l->accepted, err, errlen) < 0)
+		goto bad;
+	int *b = &l->tcp_base.nodelay;
+	for (int i = 0; i < 6; i++) {
+		char key[32];
+		snprintf(key, sizeof(key), "tcp_base.%s", names[i]);
+		b[i] = -1;
+		if (state_get(r, key)) {
+			if (state_get_int(r, key, -1, INT_MAX, &v, err, errlen) < 0)
+				goto bad;
+			b[i] = (int)v;
+		}
+	}
+	if (listener_check_fd((int)fd, l->bound, err, errlen) < 0)
+		goto bad;
+	l->fd = (int)fd;
+	l->dev = (dev_t)dev;
+	l->ino = (ino_t)ino;
+	listener_ready(l, 1);
+	return l;
+bad:
+	free(l);
+	return NULL;
 }

@@ -61,6 +61,22 @@ void listener_set_paused(struct listener *l, int paused);
 /* Apply new settings for the same address (reload): backlog, mode, owner,
  * TCP options for the next connections. */
 void listener_update(struct listener *l, const struct cfg_listener *cfg);
+/*
+ * reexec.  listener_save writes the listener as a "listener" record (its
+ * config, fd, address, socket file, counters); listener_adopt rebuilds it
+ * in the new image from that record, checking that the fd is the
+ * listening socket the record says (nothing is bound again, the socket
+ * file is kept); NULL with the reason in err.
+ */
+struct state_out;
+struct state_rec;
+void listener_save(const struct listener *l, struct state_out *o);
+struct listener *listener_adopt(const struct state_rec *r, char *err, size_t errlen);
+/* fd is a listening stream socket bound to the address bound (as
+ * addr_format prints it); sets it non-blocking.  Close-on-exec stays as it
+ * is: a failed restore hands every fd on to the old image. */
+int listener_check_fd(int fd, const char *bound, char *err, size_t errlen);
+
 /* Close; a unix socket file is removed if it is still the one we made. */
 void listener_close(struct listener *l);
 

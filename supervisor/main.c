@@ -4,7 +4,10 @@
  */
 #include <errno.h>
 #include <event2/event.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +28,10 @@
 #include "ops.h"
 #include "output.h"
 #include "pool.h"
+#include "reexec.h"
 #include "reload.h"
+#include "snapshot.h"
+#include "state.h"
 #include "upgrade.h"
 #include "util.h"
 #include "version.h"
@@ -44,6 +50,8 @@ static void usage(FILE *out)
 		"  -h, --help          this help\n"
 		"      --config-reference[=man]  print every config key as a Markdown\n"
 		"                      table (or as man(7) text for baton.ini(5))\n"
+		"      --check-state FD  read a reexec state from FD and check it (batond\n"
+		"                      runs this itself before `batonctl reexec`; exit 0/1)\n"
 		"\n"
 		"Signals: TERM/INT drain and exit (twice: stop now), HUP reload the\n"
 		"configuration, USR2 rolling upgrade of every program, USR1 reopen the\n"
@@ -148,6 +156,96 @@ static void teardown(void)
 	}
 }
 
+/* ---- reexec: the new image ---- */
+
+/* An fd given on the command line: its number, or -1 (said on stderr). */
+static int fd_arg(const char *opt, const char *arg)
+{
+	long long fd;
+	if (util_parse_int(arg, 0, INT_MAX, &fd)) {
+		fprintf(stderr, "batond: %s wants an fd number, not '%s'\n", opt, arg);
+		return -1;
+	}
+	return (int)fd;
+}
+
+static int check_state(const char *arg)
+{
+	char err[512];
+	struct state st;
+	int fd = fd_arg("--check-state", arg);
+	if (fd < 0)
+		return 2;
+	const char *delay = getenv("BATON_TEST_CHECK_DELAY_MS"); /* tests: a slow check */
+	if (delay)
+		usleep((useconds_t)atoi(delay) * 1000);
+	if (state_read_fd(fd, &st, err, sizeof(err)) < 0 || snapshot_check(&st, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	printf("state ok: version %u, %d records\n", st.version, st.nrec);
+	state_free(&st);
+	return 0;
+}
+
+/* The old binary and the argv that restores it, made before restoring:
+ * a crash while restoring runs it from the signal handler. */
+static struct {
+	int exe;
+	char *argv[12];
+	char state[16];
+} fallback = {.exe = -1};
+
+static void fallback_exec(const char *why)
+{
+	int n = 0;
+	while (fallback.argv[n])
+		n++;
+	fallback.argv[n] = "--restore-error";
+	fallback.argv[n + 1] = (char *)why;
+	fallback.argv[n + 2] = NULL;
+	execveat(fallback.exe, "", fallback.argv, reexec_env(), AT_EMPTY_PATH);
+}
+
+static void on_crash(int sig)
+{
+	(void)sig;
+	fallback_exec("it crashed while restoring the state");
+	_exit(70); /* nothing left to run: batond is gone */
+}
+
+static const int crash_sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+
+static void crash_handlers(int on)
+{
+	struct sigaction sa = {.sa_handler = on ? on_crash : SIG_DFL};
+	for (size_t i = 0; i < sizeof(crash_sigs) / sizeof(crash_sigs[0]); i++)
+		sigaction(crash_sigs[i], &sa, NULL);
+}
+
+/* Restoring failed before anything was done: the old binary takes over. */
+static void restore_failed(const char *why)
+{
+	if (fallback.exe >= 0) {
+		log_error("reexec: cannot restore the state: %s; executing the old batond again", why);
+		fallback_exec(why);
+		log_error("reexec: cannot execute the old batond: %s", strerror(errno));
+	}
+	fatal("reexec: cannot restore the state: %s", why);
+}
+
+/* Every fd the restored state holds becomes close-on-exec again. */
+static void cloexec_all(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	while (d && (e = readdir(d)))
+		if (e->d_name[0] != '.' && atoi(e->d_name) > 2 && atoi(e->d_name) != dirfd(d))
+			fd_set_cloexec(atoi(e->d_name));
+	if (d)
+		closedir(d);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -157,8 +255,14 @@ int main(int argc, char **argv)
 		{"version", no_argument, NULL, 'V'},
 		{"help", no_argument, NULL, 'h'},
 		{"config-reference", optional_argument, NULL, 'R'},
+		{"check-state", required_argument, NULL, 'S'},
+		{"restore-state", required_argument, NULL, 'T'}, /* reexec, internal */
+		{"fallback", required_argument, NULL, 'F'},      /* reexec, internal */
+		{"restore-error", required_argument, NULL, 'E'}, /* reexec, internal */
 		{NULL, 0, NULL, 0},
 	};
+	const char *restore = NULL, *restore_error = NULL;
+	int restore_fd = -1;
 	const char *path = BATON_DEFAULT_CONFIG, *level = NULL;
 	int test = 0, c;
 	enum log_level lvl;
@@ -201,6 +305,20 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			return 0;
+		case 'S':
+			return check_state(optarg);
+		case 'T':
+			restore = optarg;
+			if ((restore_fd = fd_arg("--restore-state", optarg)) < 0)
+				return 2;
+			break;
+		case 'F':
+			if ((fallback.exe = fd_arg("--fallback", optarg)) < 0)
+				return 2;
+			break;
+		case 'E':
+			restore_error = optarg;
+			break;
 		default:
 			usage(stderr);
 			return 2;
@@ -213,18 +331,48 @@ int main(int argc, char **argv)
 	}
 
 	struct config cfg;
-	if (check_config(path, &cfg))
+	struct state st;
+	memset(&cfg, 0, sizeof(cfg));
+	reexec_init();
+	if (restore) {
+		char serr[512];
+		/* The old image: back to its binary if this one cannot go on. */
+		int k = 0;
+		fallback.argv[k++] = "batond";
+		fallback.argv[k++] = "-c";
+		fallback.argv[k++] = (char *)path;
+		if (level) {
+			fallback.argv[k++] = "-l";
+			fallback.argv[k++] = (char *)level;
+		}
+		snprintf(fallback.state, sizeof(fallback.state), "%s", restore);
+		fallback.argv[k++] = "--restore-state";
+		fallback.argv[k++] = fallback.state;
+		if (fallback.exe >= 0)
+			crash_handlers(1);
+		if (state_read_fd(restore_fd, &st, serr, sizeof(serr)) < 0)
+			restore_failed(serr);
+		if (!restore_error && getenv("BATON_TEST_RESTORE_ABORT"))
+			abort(); /* tests: a new image that crashes while restoring */
+		const char *delay = getenv("BATON_TEST_RESTORE_DELAY_MS"); /* tests: a slow exec */
+		if (!restore_error && delay)
+			usleep((useconds_t)atoi(delay) * 1000);
+	} else if (check_config(path, &cfg)) {
 		return 1;
-	if (test) {
+	}
+	if (test && !restore) {
 		printf("%s: ok (%d listener%s, %d program%s)\n", path, cfg.nlisteners,
 		       cfg.nlisteners == 1 ? "" : "s", cfg.nprograms,
 		       cfg.nprograms == 1 ? "" : "s");
 		config_free(&cfg);
 		return 0;
 	}
-	log_set_level(level ? lvl : cfg.baton.log_level);
 	batond.log_level_fixed = level != NULL;
-	if (cfg.baton.log_file[0]) {
+	if (!restore)
+		log_set_level(level ? lvl : cfg.baton.log_level);
+	else if (level)
+		log_set_level(lvl);
+	if (!restore && cfg.baton.log_file[0]) {
 		char lerr[512];
 		if (log_open_file(cfg.baton.log_file, lerr, sizeof(lerr)) < 0) {
 			fprintf(stderr, "batond: %s\n", lerr);
@@ -245,9 +393,11 @@ int main(int argc, char **argv)
 			fatal("cannot handle signal %d", sigs[i]);
 	}
 
-	log_info("starting version=%s config=%s", BATON_VERSION, path);
+	if (!restore)
+		log_info("starting version=%s config=%s", BATON_VERSION, path);
 	char nerr[256];
-	if (notify_init(nerr, sizeof(nerr)) < 0 || activation_init(nerr, sizeof(nerr)) < 0)
+	if (notify_init(nerr, sizeof(nerr)) < 0 ||
+	    (!restore && activation_init(nerr, sizeof(nerr)) < 0))
 		fatal("%s", nerr);
 	/* Orphans of our workers (daemonized helpers, children of a crashed
 	 * worker) come to us rather than to init: we reap them, which also
@@ -262,15 +412,36 @@ int main(int argc, char **argv)
 		fatal("%s", nerr);
 	/* The floors below call up only through these. */
 	pool_hooks.changed = op_pool_changed;
+	pool_hooks.reaped = reexec_reaped;
 	listener_hooks.accept = dispatch_accept;
 	listener_hooks.resume = dispatch_resume;
 	reload_hooks.baton = control_reconfigure;
-	setup(&cfg);
-	struct program *p;
-	TAILQ_FOREACH(p, &batond.programs, link)
-		pool_start(p);
-	pool_reap(); /* children that died before the handler existed */
-	notify_pool_changed(); /* READY=1 at once if no program has workers */
+	reexec_hooks.save = snapshot_save;
+	if (restore) {
+		const struct reply *requester;
+		struct reexec_info info;
+		char rerr[512];
+		if (snapshot_restore(&st, &requester, &info, rerr, sizeof(rerr)) < 0)
+			restore_failed(rerr);
+		state_free(&st);
+		crash_handlers(0);
+		close(restore_fd); /* read: the old image is not coming back */
+		cloexec_all(); /* the state fd, the old binary and every adopted fd */
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL); /* blocked by the old image's commit */
+		snapshot_start();
+		pool_reap(); /* workers that exited during the exec */
+		notify_pool_changed();
+		reexec_restored(requester, &info, restore_error);
+	} else {
+		setup(&cfg);
+		struct program *p;
+		TAILQ_FOREACH(p, &batond.programs, link)
+			pool_start(p);
+		pool_reap(); /* children that died before the handler existed */
+		notify_pool_changed(); /* READY=1 at once if no program has workers */
+	}
 
 	event_base_dispatch(batond.base);
 

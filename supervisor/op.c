@@ -15,7 +15,7 @@
 
 struct op_head op_list = LIST_HEAD_INITIALIZER(op_list);
 
-static const char *const kind_names[] = {"start", "stop", "restart", "scale", "upgrade", "reload"};
+static const char *const kind_names[] = {"start", "stop", "restart", "scale", "upgrade", "reload", "reexec"};
 
 struct op *op_new(const struct reply *r, struct op *parent, enum op_kind kind, const char *name,
 		  int (*check)(struct op *op))
@@ -69,6 +69,8 @@ void op_free(struct op *op)
 		op->parent->children--;
 	if (op->kind == OP_RELOAD)
 		notify_reloaded();
+	if (op->freed)
+		op->freed(op);
 	LIST_REMOVE(op, link);
 	free(op->s);
 	free(op);
@@ -102,6 +104,8 @@ struct op *op_busy_with(const struct program *p)
 {
 	struct op *op;
 	LIST_FOREACH(op, &op_list, link) {
+		if (op->kind == OP_REEXEC)
+			return op;
 		if (op->prog == p && (op->kind == OP_UPGRADE || op->kind == OP_SCALE))
 			return op;
 		if (op->kind == OP_RESTART)

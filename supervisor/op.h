@@ -21,7 +21,7 @@ struct slot;
 struct target;
 struct worker;
 
-enum op_kind { OP_START, OP_STOP, OP_RESTART, OP_SCALE, OP_UPGRADE, OP_RELOAD };
+enum op_kind { OP_START, OP_STOP, OP_RESTART, OP_SCALE, OP_UPGRADE, OP_RELOAD, OP_REEXEC };
 
 /* Where an operation is with one slot. */
 enum op_phase {
@@ -47,6 +47,8 @@ struct op {
 	enum op_kind kind;
 	/* Re-check against the pool: 1 when the operation ended (and was freed). */
 	int (*check)(struct op *op);
+	/* Called as it is freed (reexec: its preflight child goes too). */
+	void (*freed)(struct op *op);
 	struct reply reply; /* zeroed once the client left: the op goes on */
 	char what[64];      /* "restart web", for logs */
 	struct op_slot *s;
@@ -80,7 +82,8 @@ void op_free(struct op *op);
 void op_end(struct op *op, int code, const char *msg);
 /* Where an operation's progress goes: a reload's children report to it. */
 const struct reply *op_reply(const struct op *op);
-/* The operation p is busy with (an upgrade, a scale, a restart), or NULL. */
+/* The operation p is busy with (an upgrade, a scale, a restart, or a
+ * reexec, which keeps every program busy), or NULL. */
 struct op *op_busy_with(const struct program *p);
 
 /* The pool changed: re-check every operation, then tell systemd; once a

@@ -182,6 +182,7 @@ static int slots_check(struct op *op)
 			break;
 		case OP_UPGRADE:
 		case OP_RELOAD:
+		case OP_REEXEC:
 			break;
 		}
 		if (r < 0) {
@@ -209,6 +210,7 @@ static int slots_check(struct op *op)
 		break;
 	case OP_UPGRADE:
 	case OP_RELOAD:
+	case OP_REEXEC:
 		break;
 	}
 	return 1;

@@ -8,12 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "batond.h"
 #include "config.h"
 #include "log.h"
+#include "state.h"
 #include "util.h"
 
 /* An output file, shared by every stream that writes to it. */
@@ -257,4 +259,64 @@ int output_reopen(char *err, size_t errlen)
 		close(fd);
 	}
 	return rc;
+}
+
+void output_save(const struct output *o, struct state_out *so, const char *key)
+{
+	char k[48];
+	if (!o)
+		return;
+	snprintf(k, sizeof(k), "%s.fd", key);
+	state_fd(so, k, o->fd);
+	snprintf(k, sizeof(k), "%s.partial", key);
+	state_bytes(so, k, o->line, o->len);
+	snprintf(k, sizeof(k), "%s.dropped", key);
+	state_u64(so, k, o->dropped);
+}
+
+int output_adopt(struct output **out, const struct state_rec *r, const char *key,
+		 const char *program, int slot, int stream, const char *mode, char *err,
+		 size_t errlen)
+{
+	char k[48];
+	long long fd;
+	struct stat sb;
+
+	*out = NULL;
+	snprintf(k, sizeof(k), "%s.fd", key);
+	if (!state_get(r, k))
+		return 0; /* inherit, or could not be captured */
+	if (state_get_int(r, k, 0, INT_MAX, &fd, err, errlen) < 0)
+		return -1;
+	if (fstat((int)fd, &sb) < 0 || !S_ISFIFO(sb.st_mode)) {
+		snprintf(err, errlen, "%s: %s: fd %lld is not a pipe", r->type, k, fd);
+		return -1;
+	}
+	struct output *o = calloc(1, sizeof(*o));
+	if (!o) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	snprintf(o->who, sizeof(o->who), "%s:%d %s", program, slot, stream == 1 ? "stdout" : "stderr");
+	snprintf(k, sizeof(k), "%s.partial", key);
+	for (int i = 0; i < r->n; i++)
+		if (strcmp(r->f[i].key, k) == 0 && r->f[i].len < sizeof(o->line)) {
+			memcpy(o->line, r->f[i].val, r->f[i].len);
+			o->len = r->f[i].len;
+		}
+	snprintf(k, sizeof(k), "%s.dropped", key);
+	uint64_t dropped = 0;
+	if (state_opt_u64(r, k, &dropped, err, errlen) < 0) {
+		free(o);
+		return -1;
+	}
+	o->dropped = dropped;
+	o->fd = (int)fd;
+	o->child_fd = -1;
+	o->window_ms = now_ms();
+	fd_set_nonblock(o->fd);
+	if (mode[0] == '/')
+		o->file = file_get(mode); /* opened again: checked again */
+	*out = o;
+	return 0;
 }

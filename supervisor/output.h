@@ -49,6 +49,20 @@ void output_started(struct output *o, pid_t pid);
 void output_free(struct output *o);
 /* SIGUSR1: reopen every output file; 0, or -1 with err (first failure). */
 int output_reopen(char *err, size_t errlen);
+/*
+ * reexec: output_save writes the stream's pipe fd, partial line and drop
+ * count as fields KEY.fd, KEY.partial, KEY.dropped of the current record;
+ * output_adopt rebuilds the stream from them (an output file is opened
+ * again, and checked again); start reading with output_started(o, pid).
+ * *out is NULL when the record has no such stream.  0, or -1 with err.
+ */
+struct state_out;
+struct state_rec;
+void output_save(const struct output *o, struct state_out *so, const char *key);
+int output_adopt(struct output **out, const struct state_rec *r, const char *key,
+		 const char *program, int slot, int stream, const char *mode, char *err,
+		 size_t errlen);
+
 /* Is mode valid ("log", "inherit" or an absolute path)? */
 int output_mode_valid(const char *mode);
 

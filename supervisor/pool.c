@@ -59,7 +59,7 @@ const char *pool_upgrade_result_name(enum upgrade_result r)
 	return names[r];
 }
 
-static struct slot *slot_new(struct program *p, int index)
+struct slot *pool_slot_new(struct program *p, int index)
 {
 	struct slot *s = calloc(1, sizeof(*s));
 	if (!s)
@@ -87,7 +87,7 @@ struct program *pool_program_new(struct cfg_program *cfg)
 		return NULL;
 	p->slots = calloc(n ? n : 1, sizeof(*p->slots));
 	for (int i = 0; p->slots && i < n; i++)
-		if (!(p->slots[i] = slot_new(p, i)))
+		if (!(p->slots[i] = pool_slot_new(p, i)))
 			goto nomem;
 	if (!p->slots)
 		goto nomem;
@@ -223,10 +223,17 @@ void pool_start(struct program *p)
 	}
 }
 
+void pool_worker_timer_at(struct worker *w, uint64_t due_ms)
+{
+	uint64_t now = now_ms(), ms = due_ms > now ? due_ms - now : 0;
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	w->timer_due_ms = due_ms;
+	evtimer_add(w->ev_timer, &tv);
+}
+
 static void arm_timer(struct worker *w, uint64_t ms)
 {
-	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-	evtimer_add(w->ev_timer, &tv);
+	pool_worker_timer_at(w, now_ms() + ms);
 }
 
 static void signal_worker(struct worker *w, int sig)
@@ -420,37 +427,59 @@ static void backoff_due(evutil_socket_t fd, short what, void *arg)
 		spawn(s);
 }
 
+void pool_slot_backoff_at(struct slot *s, uint64_t due_ms)
+{
+	uint64_t now = now_ms(), ms = due_ms > now ? due_ms - now : 0;
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	if (!s->ev_backoff && !(s->ev_backoff = evtimer_new(batond.base, backoff_due, s)))
+		fatal("out of memory");
+	s->backoff_due_ms = due_ms;
+	evtimer_add(s->ev_backoff, &tv);
+}
+
 static void spawn(struct slot *s)
 {
 	spawn_gen(s, s->generation);
 }
 
-static void spawn_gen(struct slot *s, int generation)
+struct worker *pool_worker_new(struct program *p, int slot, int generation, int chan)
 {
-	struct program *p = s->prog;
 	struct worker *w = calloc(1, sizeof(*w));
-	int sv[2];
-
-	if (!w || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
-		log_error("cannot create worker program=%s slot=%d error=\"%s\"",
-			  p->cfg.name, s->index, strerror(errno));
-		free(w);
-		goto retry;
-	}
-	fd_set_nonblock(sv[0]);
-	closer_guard_channel(sv[0]); /* workers may not send fds: refuse them */
+	if (!w)
+		return NULL;
+	fd_set_nonblock(chan);
+	closer_guard_channel(chan); /* workers may not send fds: refuse them */
 	w->prog = p;
-	w->slot = s->index;
+	w->slot = slot;
 	w->generation = generation;
-	w->chan = sv[0];
+	w->chan = chan;
 	w->state = WS_STARTING;
 	TAILQ_INIT(&w->outbox);
 	TAILQ_INIT(&w->unacked);
-	w->ev_read = event_new(batond.base, w->chan, EV_READ | EV_PERSIST,
-			       dispatch_readable, w);
+	w->ev_read = event_new(batond.base, w->chan, EV_READ | EV_PERSIST, dispatch_readable, w);
 	w->ev_timer = evtimer_new(batond.base, worker_timer, w);
 	if (!w->ev_read || !w->ev_timer)
 		fatal("out of memory");
+	return w;
+}
+
+static void spawn_gen(struct slot *s, int generation)
+{
+	struct program *p = s->prog;
+	struct worker *w = NULL;
+	int sv[2] = {-1, -1};
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0 ||
+	    !(w = pool_worker_new(p, s->index, generation, sv[0]))) {
+		if (sv[0] >= 0) {
+			close(sv[0]);
+			close(sv[1]);
+			errno = ENOMEM;
+		}
+		log_error("cannot create worker program=%s slot=%d error=\"%s\"",
+			  p->cfg.name, s->index, strerror(errno));
+		goto retry;
+	}
 	const struct cfg_program *cfg = pool_cfg_for(p, generation);
 	int outfd[2];
 	w->out[0] = output_new(p->cfg.name, s->index, 1, cfg->stdout_to, &outfd[0]);
@@ -486,23 +515,9 @@ static void spawn_gen(struct slot *s, int generation)
 	return;
 retry:
 	s->state = SLOT_BACKOFF;
-	if (!s->ev_backoff)
-		s->ev_backoff = evtimer_new(batond.base, backoff_due, s);
-	struct timeval tv = {1, 0};
-	if (s->ev_backoff)
-		evtimer_add(s->ev_backoff, &tv);
+	pool_slot_backoff_at(s, now_ms() + 1000);
 	snprintf(s->last_exit, sizeof(s->last_exit), "cannot start: %s", strerror(errno));
 	pool_changed();
-}
-
-static void describe_status(int status, char *buf, size_t size)
-{
-	if (WIFEXITED(status))
-		snprintf(buf, size, "exit=%d", WEXITSTATUS(status));
-	else if (WIFSIGNALED(status))
-		snprintf(buf, size, "signal=%s", strsignal(WTERMSIG(status)));
-	else
-		snprintf(buf, size, "status=0x%x", status);
 }
 
 /* Free slots at the end of the array that were scaled away and are empty. */
@@ -571,10 +586,7 @@ static void after_exit(struct worker *w, int status, const char *how)
 	log_warn("worker failed to start, retrying program=%s slot=%d failures=%d backoff_ms=%llu",
 		 p->cfg.name, s->index, s->failures, (unsigned long long)delay);
 	s->state = SLOT_BACKOFF;
-	if (!s->ev_backoff && !(s->ev_backoff = evtimer_new(batond.base, backoff_due, s)))
-		fatal("out of memory");
-	struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000};
-	evtimer_add(s->ev_backoff, &tv);
+	pool_slot_backoff_at(s, now_ms() + delay);
 	p->restarts++;
 }
 
@@ -590,7 +602,7 @@ static void worker_exited(struct worker *w, int status)
 	w->state = WS_STOPPING;
 	if (!w->broken && w->chan >= 0)
 		dispatch_read(w, -1);
-	describe_status(status, how, sizeof(how));
+	util_describe_status(status, how, sizeof(how));
 	log_msg(w->retiring && !w->broken ? LOGL_INFO : LOGL_WARN,
 		"worker exited program=%s slot=%d pid=%d %s state=%s unacked=%u active=%u",
 		p->cfg.name, w->slot, (int)w->pid, how, pool_state_name(was),
@@ -637,7 +649,7 @@ void pool_reap(void)
 		}
 		if (w)
 			worker_exited(w, status);
-		else
+		else if (!pool_hooks.reaped || !pool_hooks.reaped(pid, status))
 			log_debug("reaped unknown child pid=%d", (int)pid);
 	}
 }
@@ -765,7 +777,7 @@ int pool_scale(struct program *p, int n)
 			return -1;
 		p->slots = v;
 		for (int i = p->nslots; i < n; i++) {
-			if (!(p->slots[i] = slot_new(p, i)))
+			if (!(p->slots[i] = pool_slot_new(p, i)))
 				return -1;
 			p->nslots = i + 1;
 			spawn(p->slots[i]);

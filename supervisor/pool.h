@@ -61,6 +61,7 @@ struct worker {
 	struct output *out[2]; /* its stdout and stderr, when captured */
 	int status_sent;      /* STATUS sent since that message */
 	uint64_t handed, acked;
+	uint64_t timer_due_ms; /* when ev_timer fires, if pending */
 };
 
 TAILQ_HEAD(worker_list, worker);
@@ -75,6 +76,7 @@ struct slot {
 	int generation; /* what a restart of this slot starts */
 	char last_exit[96]; /* how its last worker ended, for reports */
 	struct event *ev_backoff;
+	uint64_t backoff_due_ms; /* when ev_backoff fires, if pending */
 };
 
 struct program {
@@ -104,6 +106,9 @@ struct pool_hooks {
 	/* A worker became ready or exited, or a start failed: operations
 	 * waiting on the pool re-check, readiness is reported again. */
 	void (*changed)(void);
+	/* A child that is no worker exited: 1 if it was the hook's (reexec's
+	 * preflight check), 0 to log it as unknown. */
+	int (*reaped)(pid_t pid, int status);
 };
 extern struct pool_hooks pool_hooks;
 
@@ -142,6 +147,16 @@ void pool_fail_worker(struct worker *w, const char *why);
 void pool_worker_ready(struct worker *w, uint32_t capacity);
 /* The worker closed its end of the channel (it is exiting). */
 void pool_channel_closed(struct worker *w);
+
+/*
+ * Rebuilding the pool after a reexec (pool_state.c): a slot; a worker of
+ * a running process on channel chan (STARTING, not yet reading: add
+ * ev_read); its timer due at a CLOCK_MONOTONIC ms; a backoff due at one.
+ */
+struct slot *pool_slot_new(struct program *p, int index);
+struct worker *pool_worker_new(struct program *p, int slot, int generation, int chan);
+void pool_worker_timer_at(struct worker *w, uint64_t due_ms);
+void pool_slot_backoff_at(struct slot *s, uint64_t due_ms);
 
 /* Reap exited children; called on SIGCHLD, never blocks. */
 void pool_reap(void);

@@ -21,6 +21,7 @@ from harness import (skip, BIN, ROOT, TESTS, Skip, Batond, Load, TestDir, bin_pa
                      pid_alive, read_response, test, wait_until, web_config)
 import control_tests  # noqa: E402,F401  (registers the batonctl tests)
 import upgrade_tests  # noqa: E402,F401  (upgrades and reload under load)
+import reexec_tests  # noqa: E402,F401  (batonctl reexec: batond upgrades itself)
 import fault_tests  # noqa: E402,F401  (fault injection: chaos, garbage, fds, leaks, batond killed)
 import valgrind_tests  # noqa: E402,F401  (batond under memcheck)
 import systemd_tests  # noqa: E402,F401  (sd_notify)

@@ -1,0 +1,277 @@
+"""`batonctl reexec`: batond replaces its own binary under load, keeping its
+pid, its workers and every socket; and stays the old batond, unchanged,
+whenever anything goes wrong."""
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+from harness import Batond, Load, bin_path, http_get, test, wait_until, web_config
+from upgrade_tests import EchoClients, ctl, program, status, wrk_available
+
+REEXECS = int(os.environ.get("BATON_TEST_REEXECS", "20"))
+NEXT = os.path.join(os.path.dirname(bin_path("batond")), "test", "batond-next")
+STATE99 = os.path.join(os.path.dirname(bin_path("batond")), "test", "batond-state99")
+
+
+def config(td):
+    return f"""
+[baton]
+log_level = info
+http = tcp:127.0.0.1:0
+[listener:web]
+address = tcp:127.0.0.1:0
+program = web
+[listener:sock]
+address = unix:{td.path}/web.sock
+program = web
+[listener:echo]
+address = tcp:127.0.0.1:0
+program = echo
+[program:web]
+command = @BIN@/baton-http
+workers = 2
+ready_timeout = 5s
+[program:echo]
+command = @BIN@/baton-echo
+workers = 2
+ready_timeout = 5s
+"""
+
+
+def metrics(b):
+    code, out, err = ctl(b, "metrics")
+    assert code == 0, err
+    samples = {}
+    for line in out.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def worker_pids(b):
+    return sorted(w["pid"] for p in status(b)["programs"] for w in p["workers"])
+
+
+def fds(pid):
+    """What batond's fds point at (numbers left out: a failed reexec must
+    leave exactly what there was)."""
+    d = f"/proc/{pid}/fd"
+    out = []
+    for n in os.listdir(d):
+        try:
+            out.append(os.readlink(os.path.join(d, n)))
+        except FileNotFoundError:
+            pass
+    return sorted(out)
+
+
+class UnixClients:
+    """A loop of requests over the Unix socket listener, bounded in time."""
+
+    def __init__(self, path, max_seconds=120):
+        self.path, self.ok, self.errors = path, 0, []
+        self.stop_flag = threading.Event()
+        self.deadline = time.monotonic() + max_seconds
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop_flag.is_set() and time.monotonic() < self.deadline:
+            try:
+                code = http_get(self.path, family=socket.AF_UNIX, timeout=10)[0]
+                if code == 200:
+                    self.ok += 1
+                else:
+                    self.errors.append(f"status {code}")
+            except Exception as e:  # every failure is a finding
+                self.errors.append(repr(e))
+
+    def finish(self):
+        self.stop_flag.set()
+        self.thread.join(30)
+        return self.ok, self.errors
+
+
+def wrk(port, seconds, close):
+    args = ["wrk", "-t1", "-c10", f"-d{seconds}s"] + (["-H", "Connection: close"] if close else [])
+    return subprocess.Popen(args + [f"http://127.0.0.1:{port}/"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def wrk_result(p):
+    out = p.communicate(timeout=120)[0]
+    reqs = int(re.search(r"(\d+) requests in", out).group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = sum(int(x) for x in m.groups()) if m else 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return reqs, errors, int(m.group(1)) if m else 0, out
+
+
+@test
+def reexec_alternating_builds_under_load_lose_nothing(td):
+    assert wrk_available(), "wrk is needed (make test installs it)"
+    assert os.path.exists(NEXT), f"{NEXT} is built by make test"
+    b = Batond(td, config(td), wait_ready=4)
+    pid = b.proc.pid
+    sock = os.path.join(td.path, "web.sock")
+    inode = os.stat(sock).st_ino
+    pids = worker_pids(b)
+    seconds = 8 + REEXECS // 2
+    w_close, w_keep = wrk(b.port("web"), seconds, True), wrk(b.port("web"), seconds, False)
+    echo = EchoClients(b.port("echo"), 10)
+    unix = UnixClients(sock)
+    time.sleep(1)
+    last = metrics(b)
+    versions = []
+    for i in range(REEXECS):
+        binary, version = (NEXT, "0.1.0+next") if i % 2 == 0 else (bin_path("batond"), "0.1.0")
+        code, out, err = ctl(b, "reexec", "--binary", binary)
+        assert code == 0, (i, out, err, b.tail())
+        assert re.search(r"reexec: batond \S+ -> %s, pid %d, exec window \d+ ms" % (re.escape(version), pid),
+                         out), out
+        versions.append(version)
+        code, out, _ = ctl(b, "version")
+        assert code == 0 and f"batond {version} " in out, out
+        assert b.proc.poll() is None and ctl(b, "pid")[1].strip() == str(pid)
+        assert worker_pids(b) == pids, (i, worker_pids(b), pids)
+        assert os.stat(sock).st_ino == inode
+        now = metrics(b)
+        for k, v in last.items():
+            if k.endswith("_total") and k in now:
+                assert now[k] >= v, (i, k, v, now[k])
+        last = now
+        time.sleep(0.2)
+    results = [wrk_result(w_close), wrk_result(w_keep)]
+    rounds, echo_errors = echo.finish()
+    unix_ok, unix_errors = unix.finish()
+    for reqs, errors, non2xx, out in results:
+        assert errors == 0 and non2xx == 0 and reqs > 0, out
+    assert not echo_errors and rounds > 0, echo_errors[:5]
+    assert not unix_errors and unix_ok > 0, unix_errors[:5]
+    time.sleep(0.3)
+    m = metrics(b)
+    for prog in ("web", "echo"):
+        acc = m[f'baton_connections_accepted_total{{program="{prog}"}}']
+        acked = m[f'baton_connections_acked_total{{program="{prog}"}}']
+        dropped = m[f'baton_connections_dropped_total{{program="{prog}"}}']
+        assert dropped == 0 and acc == acked, (prog, acc, acked, dropped)
+    assert len(re.findall(r"reexec: done ", b.log())) == REEXECS
+    print(f"    {REEXECS} reexecs between two builds: wrk {results[0][0]} new-connection + "
+          f"{results[1][0]} keep-alive requests, {unix_ok} unix requests, {rounds} echo rounds, 0 errors")
+    assert b.stop() == 0
+
+
+def refused(td, b, args, want, want_code=1):
+    """A reexec that must fail, leaving batond exactly as it was."""
+    pid, pids, before = b.proc.pid, worker_pids(b), fds(b.proc.pid)
+    code, out, err = ctl(b, "reexec", *args)
+    assert code == want_code and re.search(want, err), (code, out, err, b.tail())
+    assert b.proc.poll() is None and ctl(b, "pid")[1].strip() == str(pid)
+    assert worker_pids(b) == pids
+    wait_until(lambda: fds(pid) == before, 5, "batond's fds as before")
+    assert http_get(("127.0.0.1", b.port("v4")))[0] == 200
+    return err
+
+
+@test
+def reexec_refuses_a_bad_binary_and_changes_nothing(td):
+    # No load here: connections in flight would come and go in the fd list.
+    b = Batond(td, web_config(), wait_ready=2)
+    refused(td, b, ["--binary", os.path.join(td.path, "missing")], r"missing: No such file")
+    refused(td, b, ["--binary", "relative/batond"], r"absolute path", 2)
+    plain = os.path.join(td.path, "batond-plain")
+    shutil.copy(bin_path("batond"), plain)
+    os.chmod(plain, 0o644)
+    refused(td, b, ["--binary", plain], r"not executable")
+    os.chmod(plain, 0o775)
+    refused(td, b, ["--binary", plain], r"writable by group or others")
+    junk = td.file("junk", "this is not a program\n" * 10, 0o755)
+    refused(td, b, ["--binary", junk], r"failed its check.*(Exec format error|exit=127)")
+    refused(td, b, ["--binary", "/bin/false"], r"failed its check of the state \(exit=1\)")
+    refused(td, b, ["--binary", STATE99],
+            r"state version 1: this batond reads version 99 only")
+    assert b.stop() == 0
+
+
+@test
+def reexec_new_image_crashing_while_restoring_rolls_back(td):
+    """A test-only switch makes the new image abort() while restoring: the
+    crash handler executes the old binary again with the same state."""
+    os.environ["BATON_TEST_RESTORE_ABORT"] = "1"
+    try:
+        b = Batond(td, web_config(), wait_ready=2)
+    finally:
+        del os.environ["BATON_TEST_RESTORE_ABORT"]
+    load = Load(("127.0.0.1", b.port("v4")), threads=2, max_requests=10**6, max_seconds=120)
+    pid, pids, nfds = b.proc.pid, worker_pids(b), len(fds(b.proc.pid))
+    code, out, err = ctl(b, "reexec", "--binary", NEXT)
+    assert code == 1 and "crashed while restoring" in err and "batond 0.1.0 serves on" in err, (out, err)
+    assert ctl(b, "version")[1].startswith("batond 0.1.0 "), "the old build serves"
+    assert b.proc.poll() is None and ctl(b, "pid")[1].strip() == str(pid)
+    assert worker_pids(b) == pids
+    assert len(fds(pid)) <= nfds, (fds(pid), nfds)
+    ok, errors = load.finish()
+    assert not errors and ok > 0, errors[:5]
+    assert b.stop() == 0
+
+
+@test
+def reexec_one_at_a_time_and_never_during_an_upgrade(td):
+    os.environ["BATON_TEST_CHECK_DELAY_MS"] = "1500"
+    try:
+        b = Batond(td, web_config(program_extra="ready_timeout = 10s"), wait_ready=2)
+    finally:
+        del os.environ["BATON_TEST_CHECK_DELAY_MS"]
+    first = subprocess.Popen([bin_path("batonctl"), "-s", b.control, "reexec"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    b.wait_log(r"reexec: checking binary=", 10)
+    code, out, err = ctl(b, "reexec")
+    assert code == 1 and "busy: reexec" in err, (code, err)
+    code, out, err = ctl(b, "upgrade", "web")
+    assert code == 1 and "busy: reexec" in err, (code, err)
+    out, err = first.communicate(timeout=30)
+    assert first.returncode == 0 and "exec window" in out, (out, err)
+    # Now the other way round: an upgrade in progress refuses a reexec.
+    script = td.file("slow.sh", f"#!/bin/sh\nexec {bin_path('baton-http')} --ready-delay 3000\n", 0o755)
+    with open(b.config) as f:
+        text = f.read()
+    with open(b.config, "w") as f:
+        f.write(text.replace(f"command = {bin_path('baton-http')}", f"command = {script}"))
+    up = subprocess.Popen([bin_path("batonctl"), "-s", b.control, "reload"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    b.wait_log(r"upgrade started program=web", 10)
+    code, out, err = ctl(b, "reexec")
+    assert code == 1 and re.search(r"busy: (upgrade|reload)", err), (code, err)
+    up.communicate(timeout=60)
+    assert up.returncode == 0
+    assert b.stop() == 0
+
+
+@test
+def reexec_worker_dying_in_the_exec_window_is_reaped_and_restarted(td):
+    os.environ["BATON_TEST_RESTORE_DELAY_MS"] = "800"
+    try:
+        b = Batond(td, web_config(), wait_ready=2)
+    finally:
+        del os.environ["BATON_TEST_RESTORE_DELAY_MS"]
+    victim = worker_pids(b)[0]
+    rx = subprocess.Popen([bin_path("batonctl"), "-s", b.control, "reexec", "--binary", NEXT],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    b.wait_log(r"reexec: executing binary=", 10)
+    time.sleep(0.2)  # the new image sleeps in its restore: kill a worker now
+    os.kill(victim, 9)
+    out, err = rx.communicate(timeout=30)
+    assert rx.returncode == 0 and "-> 0.1.0+next" in out, (out, err, b.tail())
+    b.wait_log(r"worker exited program=web slot=\d+ pid=%d" % victim, 10)
+    wait_until(lambda: len(status(b)["programs"][0]["workers"]) == 2 and
+               all(w["state"] == "RUNNING" for w in status(b)["programs"][0]["workers"]),
+               10, "the slot restarted")
+    assert victim not in worker_pids(b)
+    assert http_get(("127.0.0.1", b.port("v4")))[0] == 200
+    assert b.stop() == 0
