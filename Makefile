@@ -4,7 +4,7 @@
 #   make run        build and run batond in the foreground on etc/baton.ini
 #   make test       build and run unit + integration tests
 #   make test SANITIZE=1   the same under ASan+UBSan (binaries in bin/san/)
-#   make bench      throughput: baton-http direct vs through batond
+#   make bench      throughput: baton-http direct vs through batond; reexec's window
 #   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each (default 20)
 #   make fuzz-replay   the committed fuzz corpus, with the normal compiler
 #   make install    PREFIX=/usr/local DESTDIR= : binaries, libbaton (+ header,
@@ -136,8 +136,9 @@ do-run: do-all
 	@mkdir -p run
 	$(B)/batond -c etc/baton.ini
 
-do-bench: do-all
+do-bench: do-all $(TEST_BATOND)
 	BATON_BIN=$(CURDIR)/$(B) python3 tests/bench/bench.py
+	BATON_BIN=$(CURDIR)/$(B) python3 tests/bench/reexec.py
 
 # Install: the binaries, libbaton (static library, header, baton.pc), the
 # man pages, the example config and the systemd units (their paths
@@ -230,7 +231,7 @@ FUZZ_O := build/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS := -std=gnu11 -Wall -Wextra -g -O1 $(FUZZ_SAN) -D_GNU_SOURCE -Icommon -Iworker -Isupervisor \
 	$(shell pkg-config --cflags inih 2>/dev/null)
-FUZZ_LIB_SRC := $(COMMON_SRC) $(wildcard supervisor/config*.c)
+FUZZ_LIB_SRC := $(COMMON_SRC) $(wildcard supervisor/config*.c) supervisor/state.c
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_O)/fuzz_%)
 REPLAY_O := build/fuzz-replay
 REPLAY_BINS := $(FUZZ_TARGETS:%=$(REPLAY_O)/fuzz_%)

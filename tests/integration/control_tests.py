@@ -319,7 +319,7 @@ workers = 1
     assert r.returncode == 0, r
     for usage in ("status [NAME...]", "start NAME", "stop NAME", "restart NAME", "scale NAME N",
                   "drain NAME", "signal NAME SIG", "pid [NAME]", "metrics", "version", "shutdown",
-                  "help [COMMAND]"):
+                  "reexec [--binary PATH]", "help [COMMAND]"):
         assert re.search(r"^  " + re.escape(usage) + " ", r.stdout, re.M), (usage, r.stdout)
     r = ctl(b, "help", "scale")
     assert r.returncode == 0 and r.stdout.splitlines()[0] == "usage: batonctl scale NAME N", r.stdout
@@ -1003,11 +1003,13 @@ def ctl_other_uid_permissions(td):
             r = ctl(b, *args, prefix=group)
             assert r.returncode == 0, (args, r.returncode, r.stderr)
         for args in (["stop", "web"], ["start", "web"], ["restart", "web"], ["scale", "web", "3"],
-                     ["drain", "web"], ["signal", "web", "KILL"], ["shutdown"]):
+                     ["drain", "web"], ["signal", "web", "KILL"], ["shutdown"],
+                     ["reexec"], ["reexec", "--binary", "/tmp/evil"]):
             r = ctl(b, *args, prefix=group)
             assert r.returncode == 4 and "permission denied" in r.stderr, (args, r.returncode, r.stderr)
         b.wait_log(r"control: refused 'stop' to read-only client uid=%d" % nobody, 5)
         b.wait_log(r"control: refused 'shutdown' to read-only client uid=%d" % nobody, 5)
+        b.wait_log(r"control: refused 'reexec' to read-only client uid=%d" % nobody, 5)
         assert b.proc.poll() is None and pid_alive(pid)
         assert running_pids(b) == {0: pid}
         assert b.stop() == 0

@@ -275,3 +275,113 @@ def reexec_worker_dying_in_the_exec_window_is_reaped_and_restarted(td):
     assert victim not in worker_pids(b)
     assert http_get(("127.0.0.1", b.port("v4")))[0] == 200
     assert b.stop() == 0
+
+
+@test
+def reexec_tells_systemd_reloading_then_ready_and_keeps_the_watchdog(td):
+    from systemd_tests import NotifySocket, with_env
+    ns = NotifySocket(os.path.join(td.path, "notify.sock"))
+    try:
+        b = with_env({"NOTIFY_SOCKET": ns.path, "WATCHDOG_USEC": "300000"},
+                     lambda: Batond(td, web_config(), wait_ready=2))
+        ns.wait("READY")
+        before = len(ns.states())
+        code, out, err = ctl(b, "reexec", "--binary", NEXT)
+        assert code == 0, (out, err)
+        wait_until(lambda: any("READY" in s for s in ns.states()[before:]), 10, "READY=1 again")
+        after = ns.states()[before:]
+        keys = [k for s in after for k in s if k in ("RELOADING", "READY")]
+        assert keys[:2] == ["RELOADING", "READY"], after
+        assert "MONOTONIC_USEC" in next(s for s in after if "RELOADING" in s), after
+        dogs = ns.count("WATCHDOG=1")
+        wait_until(lambda: ns.count("WATCHDOG=1") >= dogs + 2, 5, "the watchdog after the exec")
+        assert b.stop() == 0
+    finally:
+        ns.close()
+
+
+def fnv(data):
+    h = 0xcbf29ce484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def state(body, version=1, checksum=None, length=None):
+    body = body.encode() if isinstance(body, str) else body
+    n = len(body) if length is None else length
+    s = fnv(body) if checksum is None else checksum
+    return f"baton-state {version} {n} {s:016x}\n".encode() + body
+
+
+MINIMAL = """+batond
+version 0.1.0
++baton
+cfg.control /run/x.sock
++log
+path 
+fd -1
+level info
++engine
+next_id 1
++control
+fd 5
+path /run/x.sock
+dev 1
+ino 1
+mode 384
++reexec
+old_version 0.1.0
+binary /usr/sbin/batond
+commit_us 1
+old_exe -1
+"""
+
+
+def check_state(td, data, name="state"):
+    path = td.file(name, "")
+    with open(path, "wb") as f:
+        f.write(data)
+    with open(path, "rb") as f:
+        r = subprocess.run([bin_path("batond"), "--check-state", str(f.fileno())],
+                           pass_fds=[f.fileno()], stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, timeout=10)
+    return r.returncode, r.stdout + r.stderr
+
+
+@test
+def check_state_and_restore_state_flags_refuse_hostile_input(td):
+    """The flags the new image is started with: a bad fd, a file that is
+    no state, a state this build cannot take, and one it can."""
+    r = subprocess.run([bin_path("batond"), "--check-state", "x"], capture_output=True, text=True)
+    assert r.returncode == 2 and "wants an fd number" in r.stderr, r
+    r = subprocess.run([bin_path("batond"), "--check-state", "9"], capture_output=True, text=True)
+    assert r.returncode == 1 and "state fd 9: Bad file descriptor" in r.stderr, r
+    ok = state(MINIMAL)
+    assert check_state(td, ok) == (0, "state ok: version 1, 6 records\n")
+    # an optional record this build does not know is skipped; a required one fails
+    assert check_state(td, state(MINIMAL + "?future\nx 1\n"))[0] == 0
+    for data, want in (
+            (b"", "not a baton state"),
+            (b"GIF89a" + b"\0" * 64, "not a baton state"),
+            (state(MINIMAL, version=2), "state version 2: this batond reads version 1 only"),
+            (state(MINIMAL, checksum=1), "state checksum mismatch"),
+            (state(MINIMAL, length=5), "truncated or padded"),
+            (state(MINIMAL + "+future\nx 1\n"), "state record 'future' is required"),
+            (state(MINIMAL.replace("+engine\nnext_id 1\n", "")), "0 'engine' records, want 1"),
+            (state(MINIMAL + "+program\nname web\ncfg.workers many\n"), "cfg.workers: 'many' is not a whole number"),
+            (state(MINIMAL + "+program\nname web\ncfg.command a%00b\n"), "NUL byte"),
+            (state(MINIMAL + "x%zz 1\n"), "bad field"),
+            (state(MINIMAL + "bad %zz\n"), "bad value of bad"),
+            (state("name before\n" + MINIMAL), "a field before any record")):
+        code, out = check_state(td, data)
+        assert code == 1 and want in out, (data[:80], code, out)
+    # --restore-state with no state: a clear error, nothing started
+    path = td.file("junk", "junk\n")
+    with open(path, "rb") as f:
+        r = subprocess.run([bin_path("batond"), "-c", "/nonexistent", "--restore-state",
+                            str(f.fileno())], pass_fds=[f.fileno()], capture_output=True,
+                           text=True, timeout=10)
+    assert r.returncode == 1 and "reexec: cannot restore the state: not a baton state" in r.stderr, r
+    r = subprocess.run([bin_path("batond"), "--restore-state", "-1"], capture_output=True, text=True)
+    assert r.returncode == 2 and "wants an fd number" in r.stderr, r

@@ -464,6 +464,7 @@ static const struct {
 	{"metrics", 0, 0, 1, 0, "metrics"},
 	{"version", 0, 0, 1, 0, "version"},
 	{"shutdown", 0, 0, 0, 0, "shutdown"},
+	{"reexec", 0, 2, 0, 1, "reexec [--binary PATH]"},
 	{"help", 0, 1, 1, 0, "help [COMMAND]"},
 };
 #define NWANT (sizeof(want_cmds) / sizeof(want_cmds[0]))
@@ -526,23 +527,25 @@ static void test_check_args(void **state)
 }
 
 /* The usage text says what the counts say: one word per required
- * argument, "[X]" per optional one, "[X...]" for as many as fit. */
+ * argument, "[X]" per optional one ("[--flag VALUE]": two optional words),
+ * "[X...]" for as many as fit. */
 static void test_usage_matches_counts(void **state)
 {
 	(void)state;
 	for (const struct ctl_command *c = ctl_commands; c->name; c++) {
 		char u[64];
-		int req = 0, opt = 0, rest = 0;
+		int req = 0, opt = 0, rest = 0, in_opt = 0;
 		snprintf(u, sizeof(u), "%s", c->usage);
 		char *save, *w = strtok_r(u, " ", &save);
 		assert_string_equal(w, c->name);
 		while ((w = strtok_r(NULL, " ", &save))) {
 			if (strstr(w, "..."))
 				rest = 1;
-			else if (w[0] == '[')
+			else if (w[0] == '[' || in_opt)
 				opt++;
 			else
 				req++;
+			in_opt = (w[0] == '[' || in_opt) && !strchr(w, ']');
 		}
 		assert_int_equal(c->min_args, req);
 		if (rest)
