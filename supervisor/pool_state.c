@@ -2,7 +2,6 @@
 #include "pool_state.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <event2/event.h>
 #include <limits.h>
 #include <stdio.h>
@@ -133,17 +132,6 @@ void pool_state_save(struct state_out *o)
 
 /* ---- restoring ---- */
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 static struct program *find_program(const struct state_rec *r, char *err, size_t errlen)
 {
 	char name[CFG_NAME_MAX];
@@ -153,7 +141,7 @@ static struct program *find_program(const struct state_rec *r, char *err, size_t
 	TAILQ_FOREACH(p, &batond.programs, link)
 		if (strcmp(p->cfg.name, name) == 0)
 			return p;
-	fail(err, errlen, "%s: no program '%s' before it", r->type, name);
+	state_fail(err, errlen, "%s: no program '%s' before it", r->type, name);
 	return NULL;
 }
 
@@ -169,25 +157,23 @@ static int get_flag(const struct state_rec *r, const char *key, int *v, char *er
 static int restore_program(const struct state_rec *r, char *err, size_t errlen)
 {
 	struct cfg_program cfg;
-	long long gen, nslots;
+	long long gen;
 	char key[32];
-	(void)nslots;
 
 	memset(&cfg, 0, sizeof(cfg));
 	if (state_get_str(r, "name", cfg.name, sizeof(cfg.name), err, errlen) < 0 ||
 	    config_restore_section(r, S_PROGRAM, &cfg, err, errlen) < 0 ||
-	    state_get_int(r, "generation", 1, INT_MAX, &gen, err, errlen) < 0 ||
-	    state_get_int(r, "nslots", 0, 1024, &nslots, err, errlen) < 0)
+	    state_get_int(r, "generation", 1, INT_MAX, &gen, err, errlen) < 0)
 		goto bad;
 	if (!cfg.argv) {
-		fail(err, errlen, "program %s: no command", cfg.name);
+		state_fail(err, errlen, "program %s: no command", cfg.name);
 		goto bad;
 	}
 	long long workers = cfg.workers;
 	cfg.workers = 0; /* the slots come from their own records */
 	struct program *p = pool_program_new(&cfg);
 	if (!p) {
-		fail(err, errlen, "out of memory");
+		state_fail(err, errlen, "out of memory");
 		goto bad;
 	}
 	p->cfg.workers = workers;
@@ -241,17 +227,17 @@ static int restore_slot(const struct state_rec *r, char *err, size_t errlen)
 	    state_opt_u64(r, "backoff_due_ms", &due, err, errlen) < 0)
 		return -1;
 	if (index != p->nslots)
-		return fail(err, errlen, "slot %s:%lld out of order", p->cfg.name, index);
+		return state_fail(err, errlen, "slot %s:%lld out of order", p->cfg.name, index);
 	struct slot **slots = realloc(p->slots, (size_t)(index + 1) * sizeof(*slots));
 	if (!slots)
-		return fail(err, errlen, "out of memory");
+		return state_fail(err, errlen, "out of memory");
 	p->slots = slots;
 	int st = parse_name(state_get(r, "state"), slot_name, SLOT_COUNT);
 	if (st < 0)
-		return fail(err, errlen, "slot %s:%lld: bad state", p->cfg.name, index);
+		return state_fail(err, errlen, "slot %s:%lld: bad state", p->cfg.name, index);
 	struct slot *s = pool_slot_new(p, (int)index);
 	if (!s)
-		return fail(err, errlen, "out of memory");
+		return state_fail(err, errlen, "out of memory");
 	p->slots[p->nslots++] = s;
 	s->state = (enum slot_state)st;
 	s->failures = (int)failures;
@@ -272,7 +258,7 @@ static int check_fd(long long fd, int type, const char *what, char *err, size_t 
 	socklen_t len = sizeof(t);
 	if (fstat((int)fd, &sb) < 0 || !S_ISSOCK(sb.st_mode) ||
 	    getsockopt((int)fd, SOL_SOCKET, SO_TYPE, &t, &len) < 0 || (type && t != type))
-		return fail(err, errlen, "%s: fd %lld is not the socket the state says", what, fd);
+		return state_fail(err, errlen, "%s: fd %lld is not the socket the state says", what, fd);
 	return 0;
 }
 
@@ -289,16 +275,16 @@ static int restore_worker(const struct state_rec *r, char *err, size_t errlen)
 		return -1;
 	int st = parse_name(state_get(r, "state"), worker_name, WS_COUNT);
 	if (st < 0)
-		return fail(err, errlen, "worker %lld: bad state", pid);
+		return state_fail(err, errlen, "worker %lld: bad state", pid);
 	if (slot >= p->nslots)
-		return fail(err, errlen, "worker %lld: no slot %s:%lld", pid, p->cfg.name, slot);
+		return state_fail(err, errlen, "worker %lld: no slot %s:%lld", pid, p->cfg.name, slot);
 	if (pool_find_pid((pid_t)pid))
-		return fail(err, errlen, "worker %lld twice", pid);
+		return state_fail(err, errlen, "worker %lld twice", pid);
 	if (chan >= 0 && check_fd(chan, SOCK_SEQPACKET, "worker channel", err, errlen) < 0)
 		return -1;
 	struct worker *w = pool_worker_new(p, (int)slot, (int)gen, (int)chan);
 	if (!w)
-		return fail(err, errlen, "out of memory");
+		return state_fail(err, errlen, "out of memory");
 	w->pid = (pid_t)pid;
 	TAILQ_INSERT_TAIL(&p->workers, w, link);
 	w->state = (enum worker_state)st;
@@ -346,15 +332,15 @@ static int restore_conn(const struct state_rec *r, char *err, size_t errlen)
 	    state_get_str(r, "peer", peer, sizeof(peer), err, errlen) < 0)
 		return -1;
 	if (pid && (!(w = pool_find_pid((pid_t)pid)) || w->prog != p))
-		return fail(err, errlen, "conn %llu: no worker %lld of %s before it",
+		return state_fail(err, errlen, "conn %llu: no worker %lld of %s before it",
 			    (unsigned long long)id, pid, p->cfg.name);
 	if (id >= dispatch_next_id())
-		return fail(err, errlen, "conn %llu: id not below next_id", (unsigned long long)id);
+		return state_fail(err, errlen, "conn %llu: id not below next_id", (unsigned long long)id);
 	if (check_fd(fd, SOCK_STREAM, "connection", err, errlen) < 0)
 		return -1;
 	struct conn *c = dispatch_conn_new((int)fd, listener, peer);
 	if (!c)
-		return fail(err, errlen, "out of memory");
+		return state_fail(err, errlen, "out of memory");
 	dispatch_set_next_id(dispatch_next_id() - 1); /* conn_new took one */
 	c->id = id;
 	c->accepted_ms = acc_ms;
@@ -380,7 +366,7 @@ int pool_state_restore(const struct state_rec *r, char *err, size_t errlen)
 		if (state_get_u64(r, "next_id", &id, err, errlen) < 0)
 			return -1;
 		if (id == 0)
-			return fail(err, errlen, "engine: next_id 0");
+			return state_fail(err, errlen, "engine: next_id 0");
 		dispatch_set_next_id(id);
 		return 1;
 	}

@@ -170,9 +170,7 @@ int state_seal(struct state_out *o, char *err, size_t errlen)
 
 /* ---- reading ---- */
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
+int state_fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -236,22 +234,22 @@ static int parse_header(const char *data, size_t len, size_t *body, uint32_t *ve
 	int used = 0;
 
 	if (!nl)
-		return fail(err, errlen, "not a baton state (no header line)");
+		return state_fail(err, errlen, "not a baton state (no header line)");
 	memcpy(head, data, (size_t)(nl - data));
 	head[nl - data] = '\0';
 	if (sscanf(head, "%15s %u %llu %" SCNx64 "%n", magic, &ver, &blen, &sum, &used) != 4 ||
 	    strcmp(magic, "baton-state") != 0 || (size_t)used != (size_t)(nl - data))
-		return fail(err, errlen, "not a baton state (bad header)");
+		return state_fail(err, errlen, "not a baton state (bad header)");
 	*version = ver;
 	if (ver != BATON_STATE_VERSION)
-		return fail(err, errlen, "state version %u: this batond reads version %d only", ver,
+		return state_fail(err, errlen, "state version %u: this batond reads version %d only", ver,
 			    BATON_STATE_VERSION);
 	*body = (size_t)(nl - data) + 1;
 	if (blen != len - *body)
-		return fail(err, errlen, "state truncated or padded: body %zu bytes, header says %llu",
+		return state_fail(err, errlen, "state truncated or padded: body %zu bytes, header says %llu",
 			    len - *body, blen);
 	if (state_checksum(data + *body, len - *body) != sum)
-		return fail(err, errlen, "state checksum mismatch");
+		return state_fail(err, errlen, "state checksum mismatch");
 	return 0;
 }
 
@@ -276,14 +274,14 @@ int state_parse(const char *data, size_t len, struct state *st, char *err, size_
 
 	memset(st, 0, sizeof(*st));
 	if (len > STATE_MAX_BYTES + 128)
-		return fail(err, errlen, "state larger than %u MiB", STATE_MAX_BYTES >> 20);
+		return state_fail(err, errlen, "state larger than %u MiB", STATE_MAX_BYTES >> 20);
 	if (parse_header(data, len, &body, &st->version, err, errlen) < 0)
 		return -1;
 	len -= body;
 	if (len && data[body + len - 1] != '\n')
-		return fail(err, errlen, "state: last line not terminated");
+		return state_fail(err, errlen, "state: last line not terminated");
 	if (!(st->text = malloc(len + 1)))
-		return fail(err, errlen, "out of memory");
+		return state_fail(err, errlen, "out of memory");
 	memcpy(st->text, data + body, len);
 	st->text[len] = '\0';
 	for (char *p = st->text, *end = st->text + len; p < end; line++) {
@@ -292,7 +290,7 @@ int state_parse(const char *data, size_t len, struct state *st, char *err, size_
 		*nl = '\0';
 		if (p[0] == '+' || p[0] == '?') {
 			if (!name_ok(p + 1, n - 1, TYPE_MAX, 0)) {
-				fail(err, errlen, "state line %d: bad record type", line);
+				state_fail(err, errlen, "state line %d: bad record type", line);
 				goto bad;
 			}
 			if (grow((void **)&st->rec, st->nrec, &reccap, sizeof(*st->rec)) < 0 ||
@@ -303,17 +301,17 @@ int state_parse(const char *data, size_t len, struct state *st, char *err, size_
 		} else {
 			char *sp = memchr(p, ' ', n);
 			if (!st->nrec) {
-				fail(err, errlen, "state line %d: a field before any record", line);
+				state_fail(err, errlen, "state line %d: a field before any record", line);
 				goto bad;
 			}
 			if (!sp || !name_ok(p, (size_t)(sp - p), KEY_MAX, 1)) {
-				fail(err, errlen, "state line %d: bad field", line);
+				state_fail(err, errlen, "state line %d: bad field", line);
 				goto bad;
 			}
 			*sp = '\0';
 			long vl = unescape(sp + 1, (size_t)(nl - sp - 1));
 			if (vl < 0) {
-				fail(err, errlen, "state line %d: bad value of %s", line, p);
+				state_fail(err, errlen, "state line %d: bad value of %s", line, p);
 				goto bad;
 			}
 			struct state_rec *r = &st->rec[st->nrec - 1];
@@ -326,7 +324,7 @@ int state_parse(const char *data, size_t len, struct state *st, char *err, size_
 	free(fcap);
 	return 0;
 nomem:
-	fail(err, errlen, "out of memory");
+	state_fail(err, errlen, "out of memory");
 bad:
 	free(fcap);
 	state_free(st);
@@ -337,20 +335,20 @@ int state_read_fd(int fd, struct state *st, char *err, size_t errlen)
 {
 	struct stat sb;
 	if (fstat(fd, &sb) < 0)
-		return fail(err, errlen, "state fd %d: %s", fd, strerror(errno));
+		return state_fail(err, errlen, "state fd %d: %s", fd, strerror(errno));
 	if (!S_ISREG(sb.st_mode) || sb.st_size > (off_t)STATE_MAX_BYTES + 128)
-		return fail(err, errlen, "state fd %d: not a state file", fd);
+		return state_fail(err, errlen, "state fd %d: not a state file", fd);
 	size_t len = (size_t)sb.st_size, got = 0;
 	char *buf = malloc(len ? len : 1);
 	if (!buf)
-		return fail(err, errlen, "out of memory");
+		return state_fail(err, errlen, "out of memory");
 	while (got < len) {
 		ssize_t r = pread(fd, buf + got, len - got, (off_t)got);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0) {
 			free(buf);
-			return fail(err, errlen, "reading the state: %s",
+			return state_fail(err, errlen, "reading the state: %s",
 				    r < 0 ? strerror(errno) : "short file");
 		}
 		got += (size_t)r;
@@ -384,11 +382,11 @@ int state_get_str(const struct state_rec *r, const char *key, char *buf, size_t 
 		if (strcmp(r->f[i].key, key) != 0)
 			continue;
 		if (r->f[i].len >= size || memchr(r->f[i].val, '\0', r->f[i].len))
-			return fail(err, errlen, "%s: %s too long or holds a NUL byte", r->type, key);
+			return state_fail(err, errlen, "%s: %s too long or holds a NUL byte", r->type, key);
 		memcpy(buf, r->f[i].val, r->f[i].len + 1);
 		return 0;
 	}
-	return fail(err, errlen, "%s: %s missing", r->type, key);
+	return state_fail(err, errlen, "%s: %s missing", r->type, key);
 }
 
 int state_opt_u64(const struct state_rec *r, const char *key, uint64_t *v, char *err,
@@ -401,7 +399,7 @@ int state_opt_u64(const struct state_rec *r, const char *key, uint64_t *v, char 
 	errno = 0;
 	unsigned long long x = strtoull(s, &end, 10);
 	if (!*s || *end || errno || s[0] == '-' || s[0] == '+')
-		return fail(err, errlen, "%s: %s: bad number '%.32s'", r->type, key, s);
+		return state_fail(err, errlen, "%s: %s: bad number '%.32s'", r->type, key, s);
 	*v = x;
 	return 0;
 }
@@ -410,7 +408,7 @@ int state_get_u64(const struct state_rec *r, const char *key, uint64_t *v, char 
 		  size_t errlen)
 {
 	if (!state_get(r, key))
-		return fail(err, errlen, "%s: %s missing", r->type, key);
+		return state_fail(err, errlen, "%s: %s missing", r->type, key);
 	return state_opt_u64(r, key, v, err, errlen);
 }
 
@@ -420,11 +418,11 @@ int state_get_int(const struct state_rec *r, const char *key, long long min, lon
 	const char *s = state_get(r, key);
 	char *end;
 	if (!s)
-		return fail(err, errlen, "%s: %s missing", r->type, key);
+		return state_fail(err, errlen, "%s: %s missing", r->type, key);
 	errno = 0;
 	long long x = strtoll(s, &end, 10);
 	if (!*s || *end || errno || x < min || x > max || s[0] == '+')
-		return fail(err, errlen, "%s: %s: bad value '%.32s'", r->type, key, s);
+		return state_fail(err, errlen, "%s: %s: bad value '%.32s'", r->type, key, s);
 	*v = x;
 	return 0;
 }

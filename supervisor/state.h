@@ -98,6 +98,9 @@ int state_get_int(const struct state_rec *r, const char *key, long long min, lon
 int state_opt_u64(const struct state_rec *r, const char *key, uint64_t *v, char *err,
 		  size_t errlen);
 
+/* The reason, formatted into err; returns -1 (for readers of records). */
+int state_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* FNV-1a 64 (the checksum). */
 uint64_t state_checksum(const void *data, size_t len);
 

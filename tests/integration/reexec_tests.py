@@ -385,3 +385,109 @@ def check_state_and_restore_state_flags_refuse_hostile_input(td):
     assert r.returncode == 1 and "reexec: cannot restore the state: not a baton state" in r.stderr, r
     r = subprocess.run([bin_path("batond"), "--restore-state", "-1"], capture_output=True, text=True)
     assert r.returncode == 2 and "wants an fd number" in r.stderr, r
+
+
+def echo_once(s, data=b"ping"):
+    s.sendall(data)
+    got = b""
+    while len(got) < len(data):
+        chunk = s.recv(len(data) - len(got))
+        assert chunk, "closed"
+        got += chunk
+    return got
+
+
+@test
+def reexec_keeps_queued_connections_and_draining_workers(td):
+    """What is in flight crosses too: clients waiting while no worker has
+    credit (batond stops accepting; the kernel's backlog holds them) are
+    served after the exec, and a worker draining after an upgrade keeps its
+    connections across two more."""
+    b = Batond(td, """
+[baton]
+log_level = info
+[listener:echo]
+address = tcp:127.0.0.1:0
+program = echo
+[program:echo]
+command = @BIN@/baton-echo
+workers = 1
+capacity = 2
+ready_timeout = 5s
+drain_timeout = 600s
+queue_timeout = 60s
+""", wait_ready=1)
+    port = b.port("echo")
+    held = [socket.create_connection(("127.0.0.1", port), timeout=20) for _ in range(2)]
+    for s in held:
+        assert echo_once(s) == b"ping"
+    queued = [socket.create_connection(("127.0.0.1", port), timeout=20) for _ in range(2)]
+    for s in queued:
+        s.sendall(b"queued")
+    time.sleep(0.3)
+    st = status(b)
+    assert program(st, "echo")["workers"][0]["conns"] == 2
+    assert next(l for l in st["listeners"] if l["name"] == "echo")["paused"], st
+    code, out, err = ctl(b, "reexec", "--binary", NEXT)
+    assert code == 0, (out, err, b.tail())
+    # the old worker drains (it keeps the two held connections); the new
+    # one takes the queue
+    old = worker_pids(b)
+    code, out, err = ctl(b, "upgrade", "echo")
+    assert code == 0, (out, err)
+    for s in queued:
+        assert s.recv(6) == b"queued"
+    st = program(status(b), "echo")
+    draining = [w for w in st["workers"] if w["state"] == "DRAINING"]
+    assert [w["pid"] for w in draining] == old and draining[0]["conns"] == 2, st
+    code, out, err = ctl(b, "reexec")
+    assert code == 0, (out, err, b.tail())
+    st = program(status(b), "echo")
+    assert [w["pid"] for w in st["workers"] if w["state"] == "DRAINING"] == old, st
+    for s in held:
+        assert echo_once(s, b"still here") == b"still here"
+        s.close()
+    b.wait_log(r"worker exited program=echo slot=0 pid=%d" % old[0], 20)
+    for s in queued:
+        s.close()
+    m = metrics(b)
+    assert m['baton_connections_dropped_total{program="echo"}'] == 0
+    assert m['baton_connections_accepted_total{program="echo"}'] == 4
+    assert b.stop() == 0
+
+
+@test
+def reexec_keeps_slot_states_backoff_and_stopped(td):
+    """A slot restarting with backoff goes on counting its failures in the
+    new image (and ends FATAL as it would have); a slot stopped by the
+    operator stays stopped; the generation and the config in force cross,
+    not an edited config file."""
+    b = Batond(td, web_config(workers=2) + """
+[program:bad]
+command = /bin/false
+workers = 1
+backoff = 300ms
+backoff_max = 300ms
+start_retries = 6
+""", wait_ready=2)
+    assert ctl(b, "upgrade", "web")[0] == 0
+    assert ctl(b, "stop", "web:1")[0] == 0
+    b.wait_log(r"worker failed to start, retrying program=bad slot=0 failures=2", 10)
+    with open(b.config) as f:
+        text = f.read()
+    with open(b.config, "w") as f:
+        f.write(text.replace("workers = 2", "workers = 4"))  # not applied by a reexec
+    code, out, err = ctl(b, "reexec", "--binary", NEXT)
+    assert code == 0, (out, err)
+    st = status(b)
+    web = program(st, "web")
+    assert web["generation"] == 2 and web["slots"] == 2, web
+    assert [w["state"] for w in web["workers"]] == ["RUNNING", "STOPPED"], web
+    code, out, _ = ctl(b, "status", "web:1")
+    assert "STOPPED" in out, out
+    b.wait_log(r"slot FATAL|FATAL", 15)
+    code, out, _ = ctl(b, "status", "bad")
+    assert "FATAL" in out, out
+    fails = [int(n) for n in re.findall(r"retrying program=bad slot=0 failures=(\d+)", b.log())]
+    assert fails == list(range(1, len(fails) + 1)) and fails[-1] == 6, fails
+    assert b.stop() == 0
