@@ -281,3 +281,19 @@ program = web
 [program:web]
 {program}
 """
+
+
+# A worker that answers heartbeats but never acknowledges a connection.
+NOACK_WORKER = r"""
+import socket, struct, sys
+chan = socket.socket(fileno=3)
+chan.send(struct.pack('<HHIII', 100, 1, 16, 4, 0))   # READY, capacity 4
+held = []
+while True:
+    msg, fds, _, _ = socket.recv_fds(chan, 65536, 64)
+    if not msg:
+        sys.exit(0)
+    held += fds                                      # never acknowledged
+    if struct.unpack_from('<H', msg)[0] == 3:        # STATUS: alive, says HEARTBEAT
+        chan.send(struct.pack('<HHIII', 103, 1, 16, 0, 0))
+"""

@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 
-from harness import Batond, Load, bin_path, http_get, test, wait_until, web_config
+from harness import NOACK_WORKER, Batond, Load, bin_path, http_get, test, wait_until, web_config
 from upgrade_tests import EchoClients, ctl, program, status, wrk_available
 
 REEXECS = int(os.environ.get("BATON_TEST_REEXECS", "20"))
@@ -490,4 +490,37 @@ start_retries = 6
     assert "FATAL" in out, out
     fails = [int(n) for n in re.findall(r"retrying program=bad slot=0 failures=(\d+)", b.log())]
     assert fails == list(range(1, len(fails) + 1)) and fails[-1] == 6, fails
+    assert b.stop() == 0
+
+
+@test
+def reexec_carries_unacknowledged_connections_and_their_deadline(td):
+    """Connections handed to a worker that never acknowledges them cross
+    the exec as batond's (it keeps their fds): the ACK deadline armed by
+    the old image fires in the new one, the worker is failed, and the
+    other worker serves every one of those clients."""
+    script = td.file("noack.py", NOACK_WORKER)
+    wrapper = td.file("worker.sh", "#!/bin/sh\n"
+                      f'[ "$BATON_WORKER" = 0 ] && exec python3 {script}\n'
+                      f"exec {bin_path('baton-http')}\n", mode=0o755)
+    b = Batond(td, web_config(command=wrapper, workers=2,
+                              program_extra="ack_timeout = 3s\nheartbeat_timeout = 30s\n"
+                                            "capacity = 4\nstart_window = 0"), wait_ready=2)
+    load = Load(("127.0.0.1", b.port("v4")), threads=6, max_requests=12, max_seconds=60)
+    prog = 'program="web"'
+    wait_until(lambda: metrics(b)[f"baton_connections_acked_total{{{prog}}}"] <
+               metrics(b)[f"baton_connections_handed_total{{{prog}}}"], 10,
+               "connections handed and not acknowledged")
+    code, out, err = ctl(b, "reexec", "--binary", NEXT)
+    assert code == 0, (out, err, b.tail())
+    wait_until(lambda: load.ok + len(load.errors) >= 12, 60, "12 requests answered")
+    ok, errors = load.finish()
+    assert not errors and ok == 12, (ok, errors[:5])
+    log = b.log()
+    after = log[log.index("reexec: done"):]
+    assert re.search(r'worker failed, killing it program=web slot=0 pid=\d+ reason="no ACK within '
+                     r'ack_timeout \(3000 ms\)', after), b.tail()
+    m = metrics(b)
+    assert m[f"baton_connections_redispatched_total{{{prog}}}"] >= 1, m
+    assert m[f"baton_connections_dropped_total{{{prog}}}"] == 0, m
     assert b.stop() == 0

@@ -17,7 +17,7 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (skip, BIN, ROOT, TESTS, Skip, Batond, Load, TestDir, bin_path, http_get,  # noqa: E402
+from harness import (NOACK_WORKER, skip, BIN, ROOT, TESTS, Skip, Batond, Load, TestDir, bin_path, http_get,  # noqa: E402
                      pid_alive, read_response, test, wait_until, web_config)
 import control_tests  # noqa: E402,F401  (registers the batonctl tests)
 import upgrade_tests  # noqa: E402,F401  (upgrades and reload under load)
@@ -252,21 +252,6 @@ def hung_worker_is_killed_by_heartbeat_timeout(td):
     assert len(errors) <= lost, (len(errors), lost, errors[:5])
     print(f"    {ok} requests, {len(errors)} failed (<= {lost} acked by the hung worker); "
           f"hung worker {victim} killed, {redispatched} connections re-dispatched")
-
-
-NOACK_WORKER = r"""
-import socket, struct, sys
-chan = socket.socket(fileno=3)
-chan.send(struct.pack('<HHIII', 100, 1, 16, 4, 0))   # READY, capacity 4
-held = []
-while True:
-    msg, fds, _, _ = socket.recv_fds(chan, 65536, 64)
-    if not msg:
-        sys.exit(0)
-    held += fds                                      # never acknowledged
-    if struct.unpack_from('<H', msg)[0] == 3:        # STATUS: alive, says HEARTBEAT
-        chan.send(struct.pack('<HHIII', 103, 1, 16, 0, 0))
-"""
 
 
 @test
