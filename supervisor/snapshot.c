@@ -95,7 +95,10 @@ int snapshot_check(const struct state *st, char *err, size_t errlen)
 		} else if (strcmp(r->type, "listener") == 0) {
 			struct cfg_listener lc;
 			memset(&lc, 0, sizeof(lc));
-			rc = config_restore_section(r, S_LISTENER, &lc, err, errlen);
+			/* "address = systemd" means the listener's own name */
+			rc = state_get_str(r, "name", lc.name, sizeof(lc.name), err, errlen);
+			if (rc == 0)
+				rc = config_restore_section(r, S_LISTENER, &lc, err, errlen);
 		} else if (strcmp(r->type, "program") == 0) {
 			struct cfg_program pc;
 			memset(&pc, 0, sizeof(pc));

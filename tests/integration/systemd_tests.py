@@ -368,6 +368,16 @@ workers = 2
         procs.append(p)
         assert waiting.recv(64).startswith(b"HTTP/1.1 200")
         waiting.close()
+        # batond re-executes itself: the adopted sockets cross as they are,
+        # and the new image is not told about socket activation again
+        r = subprocess.run([bin_path("batonctl"), "-s", f"{td.path}/act-ctl.sock", "reexec"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and "exec window" in r.stdout, (r, open(log).read()[-2000:])
+        with open(f"/proc/{p.pid}/environ", "rb") as f:
+            assert b"LISTEN_" not in f.read()
+        assert http_get(("127.0.0.1", port))[0] == 200
+        assert http_get(upath, family=socket.AF_UNIX)[0] == 200
+        assert p.poll() is None
         p.terminate()
         assert p.wait(20) == 0
 
