@@ -524,3 +524,71 @@ def reexec_carries_unacknowledged_connections_and_their_deadline(td):
     assert m[f"baton_connections_redispatched_total{{{prog}}}"] >= 1, m
     assert m[f"baton_connections_dropped_total{{{prog}}}"] == 0, m
     assert b.stop() == 0
+
+
+@test
+def reexec_keeps_every_setting_in_force(td):
+    """Every kind of key crosses as it was: after a reexec, a reload of the
+    unchanged file finds nothing to change, and the log file, an output
+    file and the TCP options on accepted sockets are still what they were."""
+    b = Batond(td, f"""
+[baton]
+log_level = debug
+log_file = {td.path}/batond.file.log
+http = tcp:127.0.0.1:0
+control_mode = 0660
+control_group = nogroup
+[listener:v4]
+address = tcp:127.0.0.1:0
+program = web
+backlog = 77
+tcp_keepalive = yes
+tcp_keepidle = 45s
+tcp_user_timeout = 20s
+[listener:local]
+address = unix:{td.path}/w.sock
+program = web
+mode = 0640
+owner = nobody:nogroup
+[program:web]
+command = @BIN@/baton-http --body "hello, reexec"
+workers = 2
+environment = A=1,B="x,y",C=%(here)s
+umask = 0027
+ready_timeout = 4s
+drain_timeout = 7s
+stop_signal = INT
+restart = on-failure
+backoff = 250ms
+capacity = 99
+stdout = {td.path}/web.out
+upgrade_batch = 2
+ack_timeout = 8s
+""", expect_fail=True)  # its log goes to log_file: waited for below
+    wait_until(lambda: os.path.exists(f"{td.path}/batond.file.log") and
+               len(re.findall("worker ready", open(f"{td.path}/batond.file.log").read())) >= 2,
+               10, "2 workers ready")
+    code, out, err = ctl(b, "reload", "--dry-run")
+    assert code == 0 and "0 changes" in out, (out, err)
+    code, out, err = ctl(b, "reexec", "--binary", NEXT)
+    assert code == 0, (out, err)
+    code, out, err = ctl(b, "reload", "--dry-run")
+    assert code == 0 and "nothing to change" in out and "0 changes" in out, (out, err)
+    code, out, err = ctl(b, "reload")
+    assert code == 0, (out, err)
+    with open(f"{td.path}/batond.file.log") as f:
+        log = f.read()
+    assert "reexec: done old_version=0.1.0 version=0.1.0+next" in log
+    port = int(re.search(r"listening listener=v4 address=\S+ bound=127\.0\.0\.1:(\d+)", log).group(1))
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert b"hello, reexec" in s.recv(4096)
+    s.close()
+    st = os.stat(f"{td.path}/w.sock")
+    assert oct(st.st_mode & 0o777) == "0o640", oct(st.st_mode)
+    pids = [w["pid"] for w in program(status(b), "web")["workers"]]
+    for pid in pids:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            env = f.read().split(b"\0")
+        assert b"B=x,y" in env and f"C={td.path}".encode() in env, env
+    assert b.stop() == 0
