@@ -208,16 +208,20 @@ def reexec_new_image_crashing_while_restoring_rolls_back(td):
         b = Batond(td, web_config(), wait_ready=2)
     finally:
         del os.environ["BATON_TEST_RESTORE_ABORT"]
-    load = Load(("127.0.0.1", b.port("v4")), threads=2, max_requests=10**6, max_seconds=120)
+    # fds counted with no client in flight: under load batond briefly
+    # holds each accepted connection until its worker acknowledges it.
     pid, pids, nfds = b.proc.pid, worker_pids(b), len(fds(b.proc.pid))
+    load = Load(("127.0.0.1", b.port("v4")), threads=2, max_requests=10**6, max_seconds=120)
     code, out, err = ctl(b, "reexec", "--binary", NEXT)
     assert code == 1 and "crashed while restoring" in err and "batond 0.1.0 serves on" in err, (out, err)
     assert ctl(b, "version")[1].startswith("batond 0.1.0 "), "the old build serves"
     assert b.proc.poll() is None and ctl(b, "pid")[1].strip() == str(pid)
     assert worker_pids(b) == pids
-    assert len(fds(pid)) <= nfds, (fds(pid), nfds)
     ok, errors = load.finish()
     assert not errors and ok > 0, errors[:5]
+    # The rolled-back image has its own libevent signal pipe (a new pipe
+    # inode), so the count is compared, not the inodes.
+    wait_until(lambda: len(fds(pid)) == nfds, 5, "batond's fd count as before (%d)" % nfds)
     assert b.stop() == 0
 
 
