@@ -226,7 +226,7 @@ endef
 # under ASan+UBSan when the compiler has them.
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 20
-FUZZ_TARGETS := config proto ctl
+FUZZ_TARGETS := config proto ctl state
 FUZZ_O := build/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS := -std=gnu11 -Wall -Wextra -g -O1 $(FUZZ_SAN) -D_GNU_SOURCE -Icommon -Iworker -Isupervisor \

@@ -692,5 +692,13 @@ int config_restore_section(const struct state_rec *r, int sec, void *base, char 
 			return -1;
 		}
 	}
+	for (size_t i = 0; i < config_nkeys; i++) {
+		char key[64];
+		snprintf(key, sizeof(key), "cfg.%s", config_keys[i].name);
+		if ((int)config_keys[i].sec == sec && !config_keys[i].def && !state_get(r, key)) {
+			snprintf(err, errlen, "%s: %s missing (the key has no default)", r->type, key);
+			return -1;
+		}
+	}
 	return 0;
 }

@@ -447,8 +447,10 @@ struct worker *pool_worker_new(struct program *p, int slot, int generation, int 
 	struct worker *w = calloc(1, sizeof(*w));
 	if (!w)
 		return NULL;
-	fd_set_nonblock(chan);
-	closer_guard_channel(chan); /* workers may not send fds: refuse them */
+	if (chan >= 0) { /* -1: a restored worker whose channel had closed */
+		fd_set_nonblock(chan);
+		closer_guard_channel(chan); /* workers may not send fds: refuse them */
+	}
 	w->prog = p;
 	w->slot = slot;
 	w->generation = generation;

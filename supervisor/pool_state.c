@@ -245,8 +245,9 @@ static int restore_slot(const struct state_rec *r, char *err, size_t errlen)
 	if (get_flag(r, "held", &s->held, err, errlen) < 0 ||
 	    get_flag(r, "removing", &s->removing, err, errlen) < 0)
 		return -1;
-	if (state_get(r, "last_exit"))
-		state_get_str(r, "last_exit", s->last_exit, sizeof(s->last_exit), err, errlen);
+	if (state_get(r, "last_exit") &&
+	    state_get_str(r, "last_exit", s->last_exit, sizeof(s->last_exit), err, errlen) < 0)
+		return -1;
 	s->backoff_due_ms = due; /* armed by pool_state_start */
 	return 0;
 }
@@ -307,8 +308,8 @@ static int restore_worker(const struct state_rec *r, char *err, size_t errlen)
 	    output_adopt(&w->out[1], r, "stderr", p->cfg.name, w->slot, 2, cfg->stderr_to, err,
 			 errlen) < 0)
 		return -1;
-	if (state_get(r, "why"))
-		state_get_str(r, "why", w->why, sizeof(w->why), err, errlen);
+	if (state_get(r, "why") && state_get_str(r, "why", w->why, sizeof(w->why), err, errlen) < 0)
+		return -1;
 	return 0;
 }
 

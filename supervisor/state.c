@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,7 +120,7 @@ void state_fd(struct state_out *o, const char *key, int fd)
 		return;
 	if (o->nfds == o->fdcap) {
 		int cap = o->fdcap ? o->fdcap * 2 : 64;
-		int *f = cap <= STATE_FDS_MAX * 64 ? realloc(o->fds, (size_t)cap * sizeof(*f)) : NULL;
+		int *f = cap <= STATE_FDS_MAX ? realloc(o->fds, (size_t)cap * sizeof(*f)) : NULL;
 		if (!f) {
 			o->failed = 1;
 			return;
@@ -223,26 +224,53 @@ static long unescape(char *v, size_t n)
 	return (long)o;
 }
 
+/* A run of decimal digits at *p ending at sep (no sign, no blanks, no
+ * leading zero but "0" itself, at most max): the value, and *p past sep. */
+static int dec_field(const char **p, const char *end, char sep, unsigned long long max,
+		     unsigned long long *v)
+{
+	const char *s = *p;
+	unsigned long long x = 0;
+	if (s >= end || *s < '0' || *s > '9' || (*s == '0' && s + 1 < end && s[1] != sep))
+		return -1;
+	for (; s < end && *s >= '0' && *s <= '9'; s++) {
+		if (x > (max - (unsigned)(*s - '0')) / 10)
+			return -1;
+		x = x * 10 + (unsigned)(*s - '0');
+	}
+	if (s >= end || *s != sep)
+		return -1;
+	*v = x;
+	*p = s + 1;
+	return 0;
+}
+
+/* "baton-state VERSION LENGTH CHECKSUM\n", exactly as state_seal() writes
+ * it: single spaces, decimal VERSION and LENGTH, 16 lower-case hex digits. */
 static int parse_header(const char *data, size_t len, size_t *body, uint32_t *version,
 			char *err, size_t errlen)
 {
+	static const char magic[] = "baton-state ";
 	const char *nl = memchr(data, '\n', len < 96 ? len : 96);
-	char head[96], magic[16];
-	unsigned long long blen;
-	uint64_t sum;
-	unsigned ver;
-	int used = 0;
+	unsigned long long ver, blen;
+	uint64_t sum = 0;
 
 	if (!nl)
 		return state_fail(err, errlen, "not a baton state (no header line)");
-	memcpy(head, data, (size_t)(nl - data));
-	head[nl - data] = '\0';
-	if (sscanf(head, "%15s %u %llu %" SCNx64 "%n", magic, &ver, &blen, &sum, &used) != 4 ||
-	    strcmp(magic, "baton-state") != 0 || (size_t)used != (size_t)(nl - data))
+	const char *p = data + sizeof(magic) - 1;
+	if ((size_t)(nl - data) < sizeof(magic) - 1 || memcmp(data, magic, sizeof(magic) - 1) != 0 ||
+	    dec_field(&p, nl, ' ', UINT32_MAX, &ver) != 0 ||
+	    dec_field(&p, nl, ' ', STATE_MAX_BYTES, &blen) != 0 || nl - p != 16)
 		return state_fail(err, errlen, "not a baton state (bad header)");
-	*version = ver;
+	for (; p < nl; p++) {
+		int h = (*p >= '0' && *p <= '9') ? *p - '0' : (*p >= 'a' && *p <= 'f') ? *p - 'a' + 10 : -1;
+		if (h < 0)
+			return state_fail(err, errlen, "not a baton state (bad header)");
+		sum = sum << 4 | (uint64_t)h;
+	}
+	*version = (uint32_t)ver;
 	if (ver != BATON_STATE_VERSION)
-		return state_fail(err, errlen, "state version %u: this batond reads version %d only", ver,
+		return state_fail(err, errlen, "state version %llu: this batond reads version %d only", ver,
 			    BATON_STATE_VERSION);
 	*body = (size_t)(nl - data) + 1;
 	if (blen != len - *body)
@@ -389,17 +417,38 @@ int state_get_str(const struct state_rec *r, const char *key, char *buf, size_t 
 	return state_fail(err, errlen, "%s: %s missing", r->type, key);
 }
 
+/* A field's value as a decimal number: digits only (after one '-' where
+ * neg allows it), no NUL inside, no leading zero, no "-0".  The magnitude
+ * in *x, the sign in *minus; -1 when it is not such a number or overflows. */
+static int field_number(const struct state_field *f, int neg, int *minus, unsigned long long *x)
+{
+	const char *p = f->val, *end = f->val + f->len; /* val[len] is the NUL */
+	*minus = neg && p < end && *p == '-';
+	p += *minus;
+	if (memchr(f->val, '\0', f->len) ||
+	    dec_field(&p, end + 1, '\0', *minus ? (unsigned long long)LLONG_MAX + 1 : UINT64_MAX, x) != 0)
+		return -1;
+	return *minus && *x == 0 ? -1 : 0;
+}
+
+static const struct state_field *field(const struct state_rec *r, const char *key)
+{
+	for (int i = 0; i < r->n; i++)
+		if (strcmp(r->f[i].key, key) == 0)
+			return &r->f[i];
+	return NULL;
+}
+
 int state_opt_u64(const struct state_rec *r, const char *key, uint64_t *v, char *err,
 		  size_t errlen)
 {
-	const char *s = state_get(r, key);
-	char *end;
-	if (!s)
+	const struct state_field *f = field(r, key);
+	unsigned long long x;
+	int minus;
+	if (!f)
 		return 0;
-	errno = 0;
-	unsigned long long x = strtoull(s, &end, 10);
-	if (!*s || *end || errno || s[0] == '-' || s[0] == '+')
-		return state_fail(err, errlen, "%s: %s: bad number '%.32s'", r->type, key, s);
+	if (field_number(f, 0, &minus, &x) != 0)
+		return state_fail(err, errlen, "%s: %s: bad number '%.32s'", r->type, key, f->val);
 	*v = x;
 	return 0;
 }
@@ -407,7 +456,7 @@ int state_opt_u64(const struct state_rec *r, const char *key, uint64_t *v, char 
 int state_get_u64(const struct state_rec *r, const char *key, uint64_t *v, char *err,
 		  size_t errlen)
 {
-	if (!state_get(r, key))
+	if (!field(r, key))
 		return state_fail(err, errlen, "%s: %s missing", r->type, key);
 	return state_opt_u64(r, key, v, err, errlen);
 }
@@ -415,14 +464,16 @@ int state_get_u64(const struct state_rec *r, const char *key, uint64_t *v, char 
 int state_get_int(const struct state_rec *r, const char *key, long long min, long long max,
 		  long long *v, char *err, size_t errlen)
 {
-	const char *s = state_get(r, key);
-	char *end;
-	if (!s)
+	const struct state_field *f = field(r, key);
+	unsigned long long x;
+	int minus;
+	if (!f)
 		return state_fail(err, errlen, "%s: %s missing", r->type, key);
-	errno = 0;
-	long long x = strtoll(s, &end, 10);
-	if (!*s || *end || errno || x < min || x > max || s[0] == '+')
-		return state_fail(err, errlen, "%s: %s: bad value '%.32s'", r->type, key, s);
-	*v = x;
+	if (field_number(f, 1, &minus, &x) != 0 || (!minus && x > (unsigned long long)LLONG_MAX))
+		return state_fail(err, errlen, "%s: %s: bad value '%.32s'", r->type, key, f->val);
+	long long y = !minus ? (long long)x : x > (unsigned long long)LLONG_MAX ? LLONG_MIN : -(long long)x;
+	if (y < min || y > max)
+		return state_fail(err, errlen, "%s: %s: bad value '%.32s'", r->type, key, f->val);
+	*v = y;
 	return 0;
 }

@@ -26,7 +26,7 @@
 #define BATON_STATE_VERSION 1
 #endif
 #define STATE_MAX_BYTES (64u << 20) /* a state larger than this is refused */
-#define STATE_FDS_MAX 4096          /* fds one record list may name, in all */
+#define STATE_FDS_MAX (1 << 18)     /* fds one state may name (they cross the exec) */
 
 /* ---- writing ---- */
 
