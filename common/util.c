@@ -196,22 +196,60 @@ int addr_parse(const char *s, struct addr *a, char *err, size_t errlen)
 	return 0;
 }
 
+/* Decimal digits of v at p; the number of them. */
+static size_t put_dec(char *p, unsigned v)
+{
+	char t[10];
+	size_t n = 0;
+	do
+		t[n++] = (char)('0' + v % 10);
+	while ((v /= 10) && n < sizeof(t));
+	for (size_t i = 0; i < n; i++)
+		p[i] = t[n - 1 - i];
+	return n;
+}
+
+/* The first len bytes of s into buf (size bytes), NUL-terminated, cut to fit. */
+void copy_cut(char *buf, size_t size, const char *s, size_t len)
+{
+	if (!size)
+		return;
+	if (len >= size)
+		len = size - 1;
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+}
+
+/*
+ * Called for every accepted connection: IPv4 is formatted by hand and IPv6
+ * with inet_ntop alone, no printf.
+ */
 void addr_format(const struct sockaddr *sa, socklen_t len, char *buf,
 		 size_t size)
 {
-	char host[INET6_ADDRSTRLEN];
-	(void)len;
+	char t[INET6_ADDRSTRLEN + 8];
+	size_t n = 0;
 	switch (sa->sa_family) {
 	case AF_INET: {
 		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-		snprintf(buf, size, "%s:%u", host, ntohs(in->sin_port));
+		const uint8_t *a = (const uint8_t *)&in->sin_addr;
+		for (int i = 0; i < 4; i++) {
+			n += put_dec(t + n, a[i]);
+			t[n++] = i < 3 ? '.' : ':';
+		}
+		n += put_dec(t + n, ntohs(in->sin_port));
+		copy_cut(buf, size, t, n);
 		break;
 	}
 	case AF_INET6: {
 		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-		snprintf(buf, size, "[%s]:%u", host, ntohs(in6->sin6_port));
+		t[0] = '[';
+		inet_ntop(AF_INET6, &in6->sin6_addr, t + 1, INET6_ADDRSTRLEN);
+		n = 1 + strlen(t + 1);
+		t[n++] = ']';
+		t[n++] = ':';
+		n += put_dec(t + n, ntohs(in6->sin6_port));
+		copy_cut(buf, size, t, n);
 		break;
 	}
 	case AF_UNIX: {

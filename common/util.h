@@ -34,6 +34,8 @@ struct addr {
  * (any IPv4 address).  Returns 0, or -1 with a reason in err.
  */
 int addr_parse(const char *s, struct addr *a, char *err, size_t errlen);
+/* The first len bytes of s into buf (size bytes), NUL-terminated, cut to fit. */
+void copy_cut(char *buf, size_t size, const char *s, size_t len);
 /* "127.0.0.1:80", "[::1]:80", "unix:/path"; never fails (truncates). */
 void addr_format(const struct sockaddr *sa, socklen_t len, char *buf,
 		 size_t size);

@@ -24,6 +24,11 @@ static uint64_t next_id = 1;
 
 struct conn *dispatch_conn_new(int fd, const char *listener, const char *peer)
 {
+	return dispatch_conn_new_at(fd, listener, peer, now_us());
+}
+
+struct conn *dispatch_conn_new_at(int fd, const char *listener, const char *peer, uint64_t now)
+{
 	struct conn *c = TAILQ_FIRST(&spare);
 	if (c) {
 		TAILQ_REMOVE(&spare, c, link);
@@ -33,10 +38,10 @@ struct conn *dispatch_conn_new(int fd, const char *listener, const char *peer)
 	}
 	c->id = next_id++;
 	c->fd = fd;
-	c->accepted_us = now_us();
-	c->accepted_ms = c->accepted_us / 1000;
-	snprintf(c->listener, sizeof(c->listener), "%s", listener);
-	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	c->accepted_us = now;
+	c->accepted_ms = now / 1000;
+	copy_cut(c->listener, sizeof(c->listener), listener, strnlen(listener, sizeof(c->listener)));
+	copy_cut(c->peer, sizeof(c->peer), peer, strnlen(peer, sizeof(c->peer)));
 	return c;
 }
 
@@ -108,6 +113,7 @@ void dispatch_accept(struct listener *l)
 {
 	struct program *p = l->prog;
 	char peer[PROTO_PEER_MAX];
+	uint64_t now = 0;
 
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		if (!dispatch_can_take(p))
@@ -115,7 +121,9 @@ void dispatch_accept(struct listener *l)
 		int fd = listener_accept(l, peer, sizeof(peer));
 		if (fd < 0)
 			break;
-		struct conn *c = dispatch_conn_new(fd, l->cfg.name, peer);
+		if (!now) /* one clock read for the batch: accepted in one wakeup */
+			now = now_us();
+		struct conn *c = dispatch_conn_new_at(fd, l->cfg.name, peer, now);
 		if (!c) {
 			log_error("out of memory, closing new connection listener=%s", l->cfg.name);
 			close(fd);

@@ -35,6 +35,8 @@ TAILQ_HEAD(conn_list, conn);
 
 /* A new connection owning fd; NULL (fd untouched) when out of memory. */
 struct conn *dispatch_conn_new(int fd, const char *listener, const char *peer);
+/* The same, accepted at now (µs, CLOCK_MONOTONIC): one clock read per batch. */
+struct conn *dispatch_conn_new_at(int fd, const char *listener, const char *peer, uint64_t now);
 /* Close the fd and free (or recycle) the connection. */
 void dispatch_conn_free(struct conn *c);
 

@@ -5,6 +5,11 @@
  * done wait in two lists until the channel takes them, acks always first
  * (the supervisor counts a connection as the worker's only once acked, so a
  * DONE must never overtake its ACK).  READY and HEARTBEAT are flags.
+ *
+ * In libevent mode a DONE is not sent at once: baton_done() makes a flush
+ * event active, which runs after the other callbacks of this loop
+ * iteration, so the connections that end in one wakeup go back to batond
+ * in one message (and batond reads one message, not one per connection).
  */
 #include "baton.h"
 
@@ -42,6 +47,8 @@ struct baton {
 
 	struct event_base *base;
 	struct event *ev_read, *ev_write, *ev_heartbeat;
+	struct event *ev_flush; /* active when dones wait for the end of the iteration */
+	int flush_queued;
 };
 
 static int idlist_push(struct idlist *l, uint64_t id)
@@ -99,8 +106,12 @@ static int flush_ids(struct baton *b, struct idlist *l, uint16_t type)
 	return 1;
 }
 
-/* Send whatever is pending; arms EV_WRITE in libevent mode if blocked. */
-static void flush(struct baton *b)
+/*
+ * Send what is pending; arms EV_WRITE in libevent mode if blocked.  all 0:
+ * READY and ACKs only, when the flush event is queued to send the rest at
+ * the end of the loop iteration (so DONEs gather there).
+ */
+static void flush_to(struct baton *b, int all)
 {
 	int r = 1;
 
@@ -115,9 +126,9 @@ static void flush(struct baton *b)
 	}
 	if (r > 0)
 		r = flush_ids(b, &b->acks, PROTO_ACK);
-	if (r > 0)
+	if (r > 0 && all)
 		r = flush_ids(b, &b->dones, PROTO_DONE);
-	if (r > 0 && b->heartbeat_pending) {
+	if (r > 0 && all && b->heartbeat_pending) {
 		struct proto_msg m = {.type = PROTO_HEARTBEAT};
 		m.u.heartbeat.active = b->active;
 		m.u.heartbeat.capacity = b->capacity;
@@ -128,16 +139,23 @@ static void flush(struct baton *b)
 	if (b->ev_write && !b->closed) {
 		if (r == 0)
 			event_add(b->ev_write, NULL);
-		else
+		else if (all)
 			event_del(b->ev_write);
 	}
+}
+
+static void flush(struct baton *b)
+{
+	flush_to(b, 1);
 }
 
 /* Draining and idle without a drain callback: the libevent loop ends. */
 static void maybe_finish(struct baton *b)
 {
-	if (b->draining && b->active == 0 && !b->cb.drain && b->base)
+	if (b->draining && b->active == 0 && !b->cb.drain && b->base) {
+		flush(b); /* the last DONEs go before the loop ends */
 		event_base_loopexit(b->base, NULL);
+	}
 }
 
 static void start_drain(struct baton *b)
@@ -180,7 +198,7 @@ static void handle(struct baton *b, const struct proto_msg *m, int *fds)
 				break;
 			}
 		b->active += (uint32_t)n;
-		flush(b);
+		flush_to(b, !b->flush_queued);
 		for (int i = 0; i < n; i++) {
 			struct baton_conn c = {
 				.fd = fds[i],
@@ -248,6 +266,15 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
 	flush(arg);
 }
 
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	struct baton *b = arg;
+	(void)fd;
+	(void)what;
+	b->flush_queued = 0;
+	flush(b);
+}
+
 static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -290,6 +317,9 @@ void baton_free(struct baton *b)
 {
 	if (!b)
 		return;
+	flush(b); /* dones still waiting for the flush event */
+	if (b->ev_flush)
+		event_free(b->ev_flush);
 	if (b->ev_read)
 		event_free(b->ev_read);
 	if (b->ev_write)
@@ -314,7 +344,8 @@ int baton_attach(struct baton *b, struct event_base *base)
 	b->ev_read = event_new(base, b->fd, EV_READ | EV_PERSIST, on_read, b);
 	b->ev_write = event_new(base, b->fd, EV_WRITE, on_write, b);
 	b->ev_heartbeat = event_new(base, -1, EV_PERSIST, on_heartbeat, b);
-	if (!b->ev_read || !b->ev_write || !b->ev_heartbeat ||
+	b->ev_flush = event_new(base, -1, 0, on_flush, b);
+	if (!b->ev_read || !b->ev_write || !b->ev_heartbeat || !b->ev_flush ||
 	    event_add(b->ev_read, NULL) < 0 ||
 	    event_add(b->ev_heartbeat, &hb) < 0) {
 		errno = ENOMEM;
@@ -363,7 +394,14 @@ int baton_done(struct baton *b, uint64_t id)
 	b->active--;
 	if (!b->closed && idlist_push(&b->dones, id) < 0)
 		return -1;
-	flush(b);
+	if (b->ev_flush && !b->closed) {
+		if (!b->flush_queued) {
+			b->flush_queued = 1;
+			event_active(b->ev_flush, EV_TIMEOUT, 0);
+		}
+	} else {
+		flush(b);
+	}
 	maybe_finish(b);
 	return 0;
 }

@@ -59,7 +59,11 @@ int baton_ready(struct baton *b, uint32_t capacity);
  */
 #define BATON_FD_RESERVE 32
 uint32_t baton_fd_capacity(uint32_t capacity);
-/* A connection ended (the worker has closed or will close its fd). */
+/*
+ * A connection ended (the worker has closed or will close its fd).  In
+ * libevent mode the DONE goes out at the end of this loop iteration, with
+ * every other connection that ended in it; in own-loop mode, at once.
+ */
 int baton_done(struct baton *b, uint64_t id);
 /* Number of connections received and not yet done. */
 uint32_t baton_active(const struct baton *b);

@@ -478,6 +478,53 @@ static void test_libevent_heartbeat(void **state)
 	event_base_free(base);
 }
 
+/* libevent mode: the connections that end in one loop iteration go back in
+ * one DONE; a DONE still waiting when the baton is freed is sent then. */
+static void test_libevent_dones_coalesced(void **state)
+{
+	struct fixture *f = *state;
+	struct event_base *base = event_base_new();
+	struct proto_msg m;
+
+	assert_non_null(base);
+	assert_int_equal(baton_attach(f->b, base), 0);
+	f->done_in_cb = 1;
+	send_conns(f, 20, 3, NULL);
+	send_conns(f, 23, 2, NULL);
+	struct timeval tv = {0, 200000};
+	event_base_loopexit(base, &tv);
+	event_base_dispatch(base);
+	assert_int_equal(f->nconns, 5);
+	assert_int_equal(f->acked_before_cb, 3); /* read by on_conn: the first ACK */
+	sup_recv(f, &m);
+	assert_int_equal(m.type, PROTO_ACK); /* the second CONN's */
+	assert_int_equal(m.u.ids.count, 2);
+	sup_recv(f, &m);
+	assert_int_equal(m.type, PROTO_DONE);
+	assert_int_equal(m.u.ids.count, 5); /* one message for the five */
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(m.u.ids.ids[i], 20 + i);
+	assert_int_equal(sup_pending(f), 0);
+
+	/* A DONE outside the loop waits for it, or for baton_free. */
+	f->done_in_cb = 0;
+	send_conns(f, 30, 1, NULL);
+	assert_int_equal(baton_process(f->b), 0);
+	sup_recv(f, &m);
+	assert_int_equal(m.type, PROTO_ACK);
+	close(f->fds[5]);
+	assert_int_equal(baton_done(f->b, 30), 0);
+	assert_int_equal(sup_pending(f), 0); /* not yet */
+	f->nconns = 0;                       /* its fd is closed: teardown leaves it */
+	baton_free(f->b);
+	sup_recv(f, &m);
+	assert_int_equal(m.type, PROTO_DONE);
+	assert_int_equal(m.u.ids.count, 1);
+	assert_int_equal(m.u.ids.ids[0], 30);
+	event_base_free(base);
+	f->b = baton_open(open("/dev/null", O_RDONLY | O_CLOEXEC), &cbs, f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -495,6 +542,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_full_channel_keeps_acks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_libevent_drain_ends_loop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_libevent_heartbeat, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_libevent_dones_coalesced, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -447,6 +447,30 @@ static void test_addr_format(void **state)
 	in.sin_port = htons(65535);
 	in.sin_addr.s_addr = htonl(0x01020304);
 	fmt((struct sockaddr *)&in, sizeof(in), "1.2.3.4:65535");
+	/* Formatted by hand: every digit count, both ends of each field. */
+	static const struct {
+		uint32_t a;
+		uint16_t port;
+		const char *want;
+	} v4[] = {
+		{0x00000000, 0, "0.0.0.0:0"},
+		{0xffffffff, 65535, "255.255.255.255:65535"},
+		{0x0a090063, 10, "10.9.0.99:10"},
+		{0x64c80a01, 100, "100.200.10.1:100"},
+		{0x7f000002, 9999, "127.0.0.2:9999"},
+	};
+	for (size_t i = 0; i < sizeof(v4) / sizeof(v4[0]); i++) {
+		char want[32];
+		in.sin_addr.s_addr = htonl(v4[i].a);
+		in.sin_port = htons(v4[i].port);
+		fmt((struct sockaddr *)&in, sizeof(in), v4[i].want);
+		/* the same as inet_ntop and printf would give */
+		char host[INET_ADDRSTRLEN];
+		inet_ntop(AF_INET, &in.sin_addr, host, sizeof(host));
+		snprintf(want, sizeof(want), "%s:%u", host, v4[i].port);
+		fmt((struct sockaddr *)&in, sizeof(in), want);
+	}
+	in.sin_port = htons(8080);
 
 	struct sockaddr_in6 in6;
 	memset(&in6, 0, sizeof(in6));
@@ -501,6 +525,14 @@ static void test_addr_format(void **state)
 	in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	addr_format((struct sockaddr *)&in, sizeof(in), small, 5);
 	assert_string_equal(small, "127.");
+	addr_format((struct sockaddr *)&in, sizeof(in), small, 1);
+	assert_string_equal(small, "");
+	memset(small, 'X', 5);
+	addr_format((struct sockaddr *)&in, sizeof(in), small, 0); /* writes nothing */
+	assert_memory_equal(small, "XXXXX", 5);
+	in6.sin6_port = htons(443);
+	addr_format((struct sockaddr *)&in6, sizeof(in6), small, 5);
+	assert_string_equal(small, "[200");
 	free(small);
 }
 
