@@ -21,6 +21,9 @@
 static struct conn_list spare = TAILQ_HEAD_INITIALIZER(spare);
 static unsigned nspare;
 static uint64_t next_id = 1;
+/* CLOCK_MONOTONIC µs of the last accept batch (0: none yet), and the old
+ * image's, kept by a reexec until the new image's first accept. */
+static uint64_t last_accept_us, gap_from_us;
 
 struct conn *dispatch_conn_new(int fd, const char *listener, const char *peer)
 {
@@ -133,7 +136,24 @@ void dispatch_accept(struct listener *l)
 		l->accepted++;
 		dispatch_conn(p, c);
 	}
+	if (now) {
+		if (gap_from_us && now > gap_from_us)
+			log_info("reexec: first accept by the new image listener=%s accept_gap_ms=%.1f",
+				 l->cfg.name, (double)(now - gap_from_us) / 1000.0);
+		gap_from_us = 0;
+		last_accept_us = now;
+	}
 	dispatch_kick(p);
+}
+
+uint64_t dispatch_last_accept_us(void)
+{
+	return last_accept_us;
+}
+
+void dispatch_accept_gap_from(uint64_t us)
+{
+	gap_from_us = us;
 }
 
 /* A listener that ran out of fds may accept again if there is credit. */

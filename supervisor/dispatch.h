@@ -35,6 +35,13 @@ TAILQ_HEAD(conn_list, conn);
 
 /* A new connection owning fd; NULL (fd untouched) when out of memory. */
 struct conn *dispatch_conn_new(int fd, const char *listener, const char *peer);
+/*
+ * When the last connection was accepted (CLOCK_MONOTONIC µs, 0: never), and
+ * the old image's figure after a reexec: the new image's first accept logs
+ * the gap between the two ("accept_gap_ms", to within one accept batch).
+ */
+uint64_t dispatch_last_accept_us(void);
+void dispatch_accept_gap_from(uint64_t us);
 /* The same, accepted at now (µs, CLOCK_MONOTONIC): one clock read per batch. */
 struct conn *dispatch_conn_new_at(int fd, const char *listener, const char *peer, uint64_t now);
 /* Close the fd and free (or recycle) the connection. */

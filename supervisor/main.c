@@ -419,7 +419,7 @@ int main(int argc, char **argv)
 	reexec_hooks.save = snapshot_save;
 	if (restore) {
 		const struct reply *requester;
-		struct reexec_info info;
+		struct reexec_info info = {.old_exe = -1};
 		char rerr[512];
 		if (snapshot_restore(&st, &requester, &info, rerr, sizeof(rerr)) < 0)
 			restore_failed(rerr);

@@ -17,6 +17,7 @@
 
 #include "batond.h"
 #include "ctl.h"
+#include "dispatch.h"
 #include "log.h"
 #include "notify.h"
 #include "op.h"
@@ -156,6 +157,7 @@ static int snapshot(const struct reply *requester, struct state_out *o, int old_
 	state_str(o, "old_version", BATON_VERSION);
 	state_str(o, "binary", rx.binary);
 	state_u64(o, "commit_us", commit_us);
+	state_u64(o, "last_accept_us", dispatch_last_accept_us());
 	state_fd(o, "old_exe", old_exe);
 	return state_seal(o, err, errlen);
 }
@@ -399,6 +401,7 @@ void reexec_restored(const struct reply *r, struct reexec_info *info, const char
 			     info->binary, error, BATON_VERSION, (int)getpid());
 		return;
 	}
+	dispatch_accept_gap_from(info->last_accept_us);
 	log_info("reexec: done old_version=%s version=%s pid=%d exec_window_ms=%llu",
 		 info->old_version, BATON_VERSION, (int)getpid(), (unsigned long long)ms);
 	reply_finish(r, CTL_OK, "reexec: batond %s -> %s, pid %d, exec window %llu ms",

@@ -53,6 +53,7 @@ struct reexec_info {
 	char old_version[32];
 	char binary[256];
 	uint64_t commit_us; /* CLOCK_MONOTONIC when the old image committed */
+	uint64_t last_accept_us; /* and when it last accepted (0: never) */
 	int old_exe;        /* the old binary, for a fallback; -1 once closed */
 };
 /* The new image is serving: answer the client (NULL: it left), log, and

@@ -157,6 +157,7 @@ static int restore_reexec(const struct state_rec *r, struct reexec_info *info, c
 			  errlen) < 0 ||
 	    state_get_str(r, "binary", info->binary, sizeof(info->binary), err, errlen) < 0 ||
 	    state_get_u64(r, "commit_us", &info->commit_us, err, errlen) < 0 ||
+	    state_opt_u64(r, "last_accept_us", &info->last_accept_us, err, errlen) < 0 ||
 	    state_get_int(r, "old_exe", -1, INT_MAX, &fd, err, errlen) < 0)
 		return -1;
 	info->old_exe = (int)fd;

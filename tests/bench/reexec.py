@@ -6,7 +6,8 @@ One batond with 2 programs and 8 workers (baton-http x4, baton-echo x4).
 The exec window is what `batonctl reexec` reports: from the old image's
 commit (signals blocked, final state written) to the new image ready to
 accept, in ms; printed as min / median / max over BENCH_REEXECS runs
-(default 20).  Then wrk, new connection per request and keep-alive, for
+(default 20).  Under load, the accept gap as clients see it: from the old
+image's last accept to the new image's first (batond logs it).  Then wrk, new connection per request and keep-alive, for
 BENCH_SECONDS (default 5) in steady state and again while a reexec runs
 every second, alternating between two builds: req/s, the ratio, and every
 error.  Target: window under 50 ms, 0 errors.
@@ -103,6 +104,13 @@ workers = 4
             print(f"{mode:28s} steady {steady[0]:10.0f} req/s ({steady[1]} errors)   "
                   f"reexec every second {during[0]:10.0f} req/s ({during[1]} errors, "
                   f"{sum(codes)}/{len(codes)} reexecs ok)   ratio {during[0] / steady[0]:.2f}")
+        # Each new image that accepts logs the gap since the old image's last
+        # accept: only the reexecs under wrk have one.
+        gaps = sorted(float(g) for g in re.findall(r"accept_gap_ms=([\d.]+)", b.log()))
+        if gaps:
+            print(f"accept gap under load (last accept by the old image to the first by the new), "
+                  f"{len(gaps)} reexecs: min {gaps[0]:.1f} ms, median {statistics.median(gaps):.1f} ms, "
+                  f"max {gaps[-1]:.1f} ms (target < 50 ms)")
         assert b.stop() == 0
     finally:
         td.cleanup()

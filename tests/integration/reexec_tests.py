@@ -162,8 +162,14 @@ def reexec_alternating_builds_under_load_lose_nothing(td):
         dropped = m[f'baton_connections_dropped_total{{program="{prog}"}}']
         assert dropped == 0 and acc == acked, (prog, acc, acked, dropped)
     assert len(re.findall(r"reexec: done ", b.log())) == REEXECS
+    # Under load each new image logs its first accept, with the gap since
+    # the old image's last one (the exec window as clients see it).
+    gaps = [float(g) for g in re.findall(r"reexec: first accept by the new image listener=\S+ "
+                                         r"accept_gap_ms=([\d.]+)", b.log())]
+    assert len(gaps) == REEXECS and all(g > 0 for g in gaps), gaps
     print(f"    {REEXECS} reexecs between two builds: wrk {results[0][0]} new-connection + "
-          f"{results[1][0]} keep-alive requests, {unix_ok} unix requests, {rounds} echo rounds, 0 errors")
+          f"{results[1][0]} keep-alive requests, {unix_ok} unix requests, {rounds} echo rounds, 0 errors; "
+          f"accept gap median {sorted(gaps)[len(gaps) // 2]:.1f} ms, max {max(gaps):.1f} ms")
     assert b.stop() == 0
 
 
