@@ -1,15 +1,36 @@
 #!/usr/bin/env python3
-"""Throughput of baton-http directly (--listen, SO_REUSEPORT) and through
-batond, with a new connection per request and with keep-alive, measured
-with wrk in one run.  Prints the figures and the ratios.
+"""baton-http directly (BENCH_WORKERS processes on one SO_REUSEPORT port,
+--listen) against the same workers behind batond, under wrk with a new
+connection per request (-H 'Connection: close') and with keep-alive.
 
-Then batond's memory: resident set size at idle and while workers hold
-BENCH_HELD (default 10000) open keep-alive connections, against the
-targets (8 MiB idle, 16 MiB at 10,000 connections).
+Throughput and latency: req/s, p50 and p99 (wrk --latency), errors, and
+the ratios batond / direct against their goals (req/s >= 0.92 with new
+connections, >= 0.99 with keep-alive; p50 and p99 <= 1.15).
 
-Environment: BATON_BIN (binaries), BENCH_SECONDS (per run, default 5),
-BENCH_CONNS (wrk connections, default 50), BENCH_WORKERS (default 2),
-BENCH_HELD (default 10000).
+CPU: utime + stime from /proc/PID/stat, read before and after each wrk
+run, of batond, of its workers (its children) and of the direct workers,
+per connection with new connections (batond's divisor is its own
+accepted counter from `batonctl metrics`, the workers' the requests wrk
+completed) and per request with keep-alive.  Ratios: batond alone /
+direct workers (goal <= 0.25, stretch 0.15) and batond + its workers /
+direct workers (goal <= 1.00); and the new connections per second one
+core could accept at batond's cost per connection.
+
+Figures are printed against their goals, never asserted.
+
+Then (BENCH_UPGRADE=0 skips it) the same load through batond while
+`batonctl upgrade web` runs once a second, against the steady figures.
+
+Then (BENCH_HELD=0 skips it) batond's memory: resident set size at idle
+and while workers hold BENCH_HELD open keep-alive connections, against
+the targets (8 MiB idle, 16 MiB at 10,000 connections).
+
+Exits 1 if an upgrade failed; a failure of the bench itself (a process
+that does not start, batond not stopping cleanly) raises.
+
+Environment: BATON_BIN (binaries), BENCH_SECONDS (per wrk run, default
+5), BENCH_CONNS (wrk connections, default 50), BENCH_WORKERS (default 2),
+BENCH_UPGRADE (default 1), BENCH_HELD (default 10000).
 """
 import os
 import re
@@ -27,8 +48,18 @@ from harness import Batond, TestDir, bin_path, http_get, wait_until  # noqa: E40
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 CONNS = int(os.environ.get("BENCH_CONNS", "50"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
+UPGRADE = os.environ.get("BENCH_UPGRADE", "1") != "0"
 HELD = int(os.environ.get("BENCH_HELD", "10000"))
 MIB = 1024 * 1024
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+NEW, KEEP = "new connection per request", "keep-alive"
+MODES = {NEW: True, KEEP: False}  # mode: send 'Connection: close'
+# Goals for the ratios batond / direct: (">=" or "<=", bound).
+REQS_GOAL = {NEW: (">=", 0.92), KEEP: (">=", 0.99)}
+LATENCY_GOAL = ("<=", 1.15)
+CPU_GOAL, CPU_STRETCH = ("<=", 0.25), 0.15
+CPU_TOTAL_GOAL = ("<=", 1.00)
 
 
 def free_port():
@@ -39,22 +70,99 @@ def free_port():
     return port
 
 
+# --- wrk ---------------------------------------------------------------
+
+def seconds(text):
+    """wrk's '812.00us', '1.23ms', '1.02s' in seconds."""
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    return float(m.group(1)) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[m.group(2)]
+
+
 def wrk(port, close):
+    """One wrk run: dict of rps, p50, p99 (seconds), errors, requests."""
     args = ["wrk", "-t2", f"-c{CONNS}", f"-d{SECONDS}s", "--latency"]
     if close:
         args += ["-H", "Connection: close"]
     out = subprocess.run(args + [f"http://127.0.0.1:{port}/"], capture_output=True, text=True,
                          timeout=SECONDS + 60).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    try:
+        run = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+               "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+               "p50": seconds(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),
+               "p99": seconds(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))}
+    except AttributeError:
+        raise RuntimeError("cannot read wrk's output:\n" + out) from None
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    errors = sum(int(x) for x in m.groups()) if m else 0
+    run["errors"] = sum(int(x) for x in m.groups()) if m else 0
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors += int(m.group(1)) if m else 0
-    return rps, errors
+    run["errors"] += int(m.group(1)) if m else 0
+    return run
 
 
-def measure(port):
-    return {"new connection per request": wrk(port, True), "keep-alive": wrk(port, False)}
+# --- CPU time from /proc -------------------------------------------------
+
+def stat_fields(pid):
+    """/proc/PID/stat's fields from the state on (field 3), or None if gone.
+    The comm in parentheses may hold spaces and ')': split after the last ')'."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return text[text.rindex(")") + 2:].split()
+
+
+def cpu_ticks(pid):
+    """utime + stime (fields 14 and 15) in clock ticks, or None if gone."""
+    f = stat_fields(pid)
+    return int(f[14 - 3]) + int(f[15 - 3]) if f else None
+
+
+def children(pid):
+    """PIDs whose parent is pid (ppid is field 4)."""
+    kids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            f = stat_fields(name)
+            if f and int(f[4 - 3]) == pid:
+                kids.append(int(name))
+    return kids
+
+
+def cpu_snapshot(pids):
+    return {p: t for p in pids if (t := cpu_ticks(p)) is not None}
+
+
+def cpu_us(before, after):
+    """CPU µs used between two snapshots, by the processes in both."""
+    ticks = sum(after[p] - before[p] for p in before if p in after)
+    return ticks * 1e6 / CLK_TCK
+
+
+def accepted_total(control):
+    """batond's connections accepted, all programs (`batonctl metrics`)."""
+    out = subprocess.run([bin_path("batonctl"), "-s", control, "metrics"],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    return sum(int(n) for n in re.findall(r"^baton_connections_accepted_total\{.*\} (\d+)$", out, re.M))
+
+
+# --- load ----------------------------------------------------------------
+
+def loaded(port, close, groups, accepted=None):
+    """One wrk run, with the CPU used by each group of processes (name:
+    function returning PIDs) and, given accepted(), the connections
+    batond accepted meanwhile."""
+    count = accepted() if accepted else None
+    before = {g: cpu_snapshot(pids()) for g, pids in groups.items()}
+    run = wrk(port, close)
+    run["cpu"] = {g: cpu_us(before[g], cpu_snapshot(before[g])) for g in groups}
+    if accepted:
+        run["accepted"] = accepted() - count
+    return run
+
+
+def measure(port, groups=None, accepted=None):
+    return {mode: loaded(port, close, groups or {}, accepted) for mode, close in MODES.items()}
 
 
 def direct():
@@ -64,7 +172,7 @@ def direct():
              for _ in range(WORKERS)]
     try:
         wait_until(lambda: _up(port), 10, "baton-http --listen")
-        return measure(port)
+        return measure(port, {"workers": lambda: [p.pid for p in procs]})
     finally:
         for p in procs:
             p.send_signal(signal.SIGKILL)
@@ -86,6 +194,18 @@ def upgrading(b, stop, count):
         count.append(r.returncode)
 
 
+def under_upgrades(b, port):
+    """The load while upgrades run; (figures, upgrade exit codes)."""
+    stop, codes = threading.Event(), []
+    t = threading.Thread(target=upgrading, args=(b, stop, codes))
+    t.start()
+    try:
+        return measure(port), codes
+    finally:
+        stop.set()
+        t.join()
+
+
 def through_batond():
     td = TestDir()
     try:
@@ -101,21 +221,18 @@ command = @BIN@/baton-http
 workers = {WORKERS}
 """, args=["-l", "info"], wait_ready=WORKERS)
         port = b.port("web")
-        res = measure(port)
-        stop, codes = threading.Event(), []
-        t = threading.Thread(target=upgrading, args=(b, stop, codes))
-        t.start()
-        try:
-            res["upgrading"] = measure(port)
-        finally:
-            stop.set()
-            t.join()
-        res["upgrades"] = codes
+        pid = b.proc.pid
+        res = {"steady": measure(port, {"batond": lambda: [pid], "workers": lambda: children(pid)},
+                                 lambda: accepted_total(b.control))}
+        if UPGRADE:
+            res["upgrading"], res["upgrades"] = under_upgrades(b, port)
         assert b.stop() == 0
         return res
     finally:
         td.cleanup()
 
+
+# --- memory --------------------------------------------------------------
 
 def rss(pid):
     """(VmRSS, VmHWM) of a process, in bytes."""
@@ -174,28 +291,129 @@ workers = {WORKERS}
         td.cleanup()
 
 
+# --- output --------------------------------------------------------------
+
+def table(rows):
+    """Print rows (the first is the header) in aligned columns: text to
+    the left, numbers to the right."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    numeric = [all(re.match(r"[\d.]", r[i]) or r[i] in ("", "-") for r in rows[1:])
+               for i in range(len(widths))]
+    for r in rows:
+        cells = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(r, widths, numeric)]
+        print("  ".join(cells).rstrip())
+
+
+def latency(s):
+    return f"{s * 1e6:.0f}us" if s < 1e-3 else f"{s * 1e3:.2f}ms" if s < 1 else f"{s:.2f}s"
+
+
+def verdict(ratio, goal, stretch=None):
+    """'met' / 'not met'; a stretch bound is for a '<=' goal."""
+    op, bound = goal
+    met = ratio >= bound if op == ">=" else ratio <= bound
+    word = "met" if met else "not met"
+    if stretch is not None and met:
+        word += ", stretch " + ("met" if ratio <= stretch else "not met")
+    return word
+
+
+def goal_text(goal, stretch=None):
+    text = f"{goal[0]} {goal[1]:.2f}"
+    return text + (f" (stretch {stretch:.2f})" if stretch is not None else "")
+
+
+def ratio_row(mode, what, d, b, goal=None, stretch=None):
+    ratio = b / d if d else float("inf")
+    return [mode, what, *cells_for(what, d, b), f"{ratio:.2f}",
+            goal_text(goal, stretch) if goal is not None else "",
+            verdict(ratio, goal, stretch) if goal is not None else ""]
+
+
+def cells_for(what, d, b):
+    if "latency" in what:
+        return latency(d), latency(b)
+    if "CPU" in what:
+        return f"{d:.1f}", f"{b:.1f}"
+    return f"{d:.0f}", f"{b:.0f}"
+
+
+def print_throughput(d, b):
+    print("\nthroughput and latency (ratio: batond / direct)")
+    rows = [["mode", "figure", "direct", "batond", "ratio", "goal", ""]]
+    for mode in MODES:
+        dm, bm = d[mode], b[mode]
+        rows.append(ratio_row(mode, "req/s", dm["rps"], bm["rps"], REQS_GOAL[mode]))
+        rows.append(ratio_row(mode, "p50 latency", dm["p50"], bm["p50"], LATENCY_GOAL))
+        rows.append(ratio_row(mode, "p99 latency", dm["p99"], bm["p99"], LATENCY_GOAL))
+        rows.append([mode, "errors", str(dm["errors"]), str(bm["errors"]), "", "", ""])
+    table(rows)
+
+
+def cpu_per(run, group, mode):
+    """CPU µs of a group per connection (NEW; batond's divisor its own
+    accepted count) or per request (KEEP)."""
+    n = run.get("accepted") if group == "batond" and mode == NEW else None
+    return run["cpu"][group] / (n or run["requests"])
+
+
+def print_cpu(d, b):
+    print(f"\nCPU from /proc/PID/stat (utime + stime, {CLK_TCK} ticks/s): µs per connection with new "
+          "connections,\nper request with keep-alive; direct: the direct workers; ratio: batond / direct")
+    rows = [["mode", "figure", "direct", "batond", "ratio", "goal", ""]]
+    for mode in MODES:
+        unit = "conn" if mode == NEW else "req"
+        direct_cpu = cpu_per(d[mode], "workers", mode)
+        alone = cpu_per(b[mode], "batond", mode)
+        workers = cpu_per(b[mode], "workers", mode)
+        rows.append(ratio_row(mode, f"CPU µs/{unit}: batond alone", direct_cpu, alone,
+                              CPU_GOAL, CPU_STRETCH))
+        rows.append(ratio_row(mode, f"CPU µs/{unit}: batond's workers", direct_cpu, workers))
+        rows.append(ratio_row(mode, f"CPU µs/{unit}: batond + workers", direct_cpu, alone + workers,
+                              CPU_TOTAL_GOAL))
+    table(rows)
+    run = b[NEW]
+    alone = cpu_per(run, "batond", NEW)
+    if not alone:
+        print("batond: no CPU time measured (less than a clock tick)")
+        return
+    served = run.get("accepted") or run["requests"]
+    divisor = "its accepted counter" if run.get("accepted") else "wrk's requests"
+    print(f"batond: {run['cpu']['batond'] / 1e6:.2f} s CPU for {served} new connections "
+          f"({divisor}), {alone:.1f} µs each: ≈ {1e6 / alone:,.0f} new connections/s per core")
+
+
+def print_upgrades(b):
+    codes = b["upgrades"]
+    print(f"\nupgrade under load: `batonctl upgrade web` once a second "
+          f"({len(codes)} upgrades, {sum(c != 0 for c in codes)} failed; ratio: upgrading / steady)")
+    rows = [["mode", "steady req/s", "upgrading", "ratio", "steady p99", "upgrading", "errors"]]
+    for mode in MODES:
+        s, u = b["steady"][mode], b["upgrading"][mode]
+        rows.append([mode, f"{s['rps']:.0f}", f"{u['rps']:.0f}", f"{u['rps'] / s['rps']:.2f}",
+                     latency(s["p99"]), latency(u["p99"]), str(u["errors"])])
+    table(rows)
+
+
+def print_memory(idle, held, peak):
+    print(f"\nbatond memory (VmRSS): idle {idle / MIB:.1f} MiB (target < 8 MiB, "
+          f"{idle / (8 * MIB):.2f} of it); {HELD} open connections held by the workers "
+          f"{held / MIB:.1f} MiB, peak {peak / MIB:.1f} MiB (target < 16 MiB, "
+          f"{peak / (16 * MIB):.2f} of it)")
+
+
 def main():
     print(f"baton bench: wrk -t2 -c{CONNS} -d{SECONDS}s, {WORKERS} baton-http workers, "
           f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
     d = direct()
     b = through_batond()
-    print(f"{'mode':<28} {'direct req/s':>14} {'batond req/s':>14} {'ratio':>7} {'errors d/b':>11}")
-    for mode in d:
-        (dr, de), (br, be) = d[mode], b[mode]
-        print(f"{mode:<28} {dr:>14.0f} {br:>14.0f} {br / dr:>7.2f} {de:>5}/{be:<5}")
-    codes = b["upgrades"]
-    print(f"\nupgrade under load: `batonctl upgrade web` once a second "
-          f"({len(codes)} upgrades, {sum(c != 0 for c in codes)} failed)")
-    print(f"{'mode':<28} {'steady req/s':>14} {'upgrading':>14} {'ratio':>7} {'errors':>11}")
-    for mode in d:
-        (sr, _), (ur, ue) = b[mode], b["upgrading"][mode]
-        print(f"{mode:<28} {sr:>14.0f} {ur:>14.0f} {ur / sr:>7.2f} {ue:>11}")
-    idle, held, peak = memory()
-    print(f"\nbatond memory (VmRSS): idle {idle / MIB:.1f} MiB (target < 8 MiB, "
-          f"{idle / (8 * MIB):.2f} of it); {HELD} open connections held by the workers "
-          f"{held / MIB:.1f} MiB, peak {peak / MIB:.1f} MiB (target < 16 MiB, "
-          f"{peak / (16 * MIB):.2f} of it)")
-    return 1 if any(codes) else 0
+    print_throughput(d, b["steady"])
+    print_cpu(d, b["steady"])
+    if UPGRADE:
+        print_upgrades(b)
+    if HELD:
+        print_memory(*memory())
+    return 1 if any(b.get("upgrades", [])) else 0
 
 
 if __name__ == "__main__":
