@@ -120,6 +120,12 @@ static void fail(const char *fmt, ...)
 		op_end(rx.op, CTL_FAILED, msg); /* frees it: cleanup() */
 }
 
+static int is_script(int fd)
+{
+	char magic[2];
+	return pread(fd, magic, sizeof(magic), 0) == 2 && magic[0] == '#' && magic[1] == '!';
+}
+
 /* Open and check the binary; its fd, or -1 with the reason in err. */
 static int open_binary(const char *path, char *err, size_t errlen)
 {
@@ -140,6 +146,11 @@ static int open_binary(const char *path, char *err, size_t errlen)
 	} else if (!(sb.st_mode & (S_IXUSR | S_IXGRP | S_IXOTH))) {
 		snprintf(err, errlen, "%s: not executable (mode %04o)", path,
 			 (unsigned)(sb.st_mode & 07777));
+	} else if (is_script(fd)) {
+		/* execveat() of a script from a close-on-exec fd hands the
+		 * interpreter a /dev/fd path that is gone by then (ENOENT). */
+		snprintf(err, errlen, "%s: a script, not a batond binary (it is executed from an open fd, which a script cannot be)",
+			 path);
 	} else {
 		return fd;
 	}

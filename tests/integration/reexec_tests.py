@@ -206,6 +206,45 @@ def reexec_refuses_a_bad_binary_and_changes_nothing(td):
 
 
 @test
+def reexec_refuses_a_check_that_crashes_or_hangs(td):
+    """The new binary's check of the state runs as a child while batond
+    serves: one killed by a signal is refused with the signal named, one
+    that never finishes is killed after 10 s and refused; nothing changes."""
+    b = Batond(td, web_config(), wait_ready=2)
+
+    def program(name, body):
+        src = td.file(name + ".c", "#include <signal.h>\n#include <unistd.h>\n"
+                      "int main(void) { %s return 0; }\n" % body)
+        out = os.path.join(td.path, name)
+        subprocess.run(["cc", "-o", out, src], check=True)
+        os.chmod(out, 0o755)
+        return out
+    refused(td, b, ["--binary", program("crashes", "raise(SIGSEGV);")],
+            r"failed its check of the state \(signal=Segmentation fault\)")
+    hang = program("hangs", "for (;;) pause();")
+    err = refused(td, b, ["--binary", hang], r"did not finish checking the state within 10 s")
+    assert "batond 0.1.0 serves on" in err, err
+
+    def hung_children():
+        found = []
+        for d in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    st = f.read()
+            except OSError:
+                continue
+            rest = st[st.rindex(")") + 2:].split()
+            if int(rest[1]) == b.proc.pid and os.path.basename(os.readlink(f"/proc/{d}/exe")) == "hangs":
+                found.append(int(d))
+        return found
+    wait_until(lambda: not hung_children(), 5, "the hung check killed and reaped")
+    # A script cannot be executed from an open fd: refused before it runs.
+    script = td.file("script", "#!/bin/sh\nexec %s \"$@\"\n" % bin_path("batond"), 0o755)
+    refused(td, b, ["--binary", script], r"a script, not a batond binary")
+    assert b.stop() == 0
+
+
+@test
 def reexec_new_image_crashing_while_restoring_rolls_back(td):
     """A test-only switch makes the new image abort() while restoring: the
     crash handler executes the old binary again with the same state."""
