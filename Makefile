@@ -5,6 +5,8 @@
 #   make test       build and run unit + integration tests
 #   make test SANITIZE=1   the same under ASan+UBSan (binaries in bin/san/)
 #   make bench      throughput: baton-http direct vs through batond; reexec's window
+#   make bench-c100k   batond while its workers hold BENCH_C100K (default 100000)
+#                   idle keep-alive connections: RSS, fds, new connections/s
 #   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each (default 20)
 #   make fuzz-replay   the committed fuzz corpus, with the normal compiler
 #   make install    PREFIX=/usr/local DESTDIR= : binaries, libbaton (+ header,
@@ -59,8 +61,8 @@ PROGS := $(B)/batond $(B)/baton-http $(B)/baton-echo $(if $(wildcard supervisor/
 # The goals a person types first install the Debian packages that are
 # missing, then run again in a sub-make (do-GOAL) whose pkg-config flags
 # are worked out only then: a fresh machine builds with any -j.
-TOP_GOALS := all run test unit integration layers bench fuzz fuzz-replay install
-deps_for = deps $(if $(filter test integration bench,$(1)),deps-test) $(if $(filter fuzz,$(1)),deps-fuzz)
+TOP_GOALS := all run test unit integration layers bench bench-c100k fuzz fuzz-replay install
+deps_for = deps $(if $(filter test integration bench bench-c100k,$(1)),deps-test) $(if $(filter fuzz,$(1)),deps-fuzz)
 .PHONY: $(TOP_GOALS) $(TOP_GOALS:%=do-%) clean deps deps-test deps-fuzz
 $(TOP_GOALS):
 	@$(MAKE) --no-print-directory $(call deps_for,$@)
@@ -139,6 +141,11 @@ do-run: do-all
 do-bench: do-all $(TEST_BATOND)
 	BATON_BIN=$(CURDIR)/$(B) python3 tests/bench/bench.py
 	BATON_BIN=$(CURDIR)/$(B) python3 tests/bench/reexec.py
+
+# Raises the fd limits itself (this needs root) and spreads its clients
+# over 127.0.0.2, 127.0.0.3, ...; BENCH_C100K=20000 for a quick run.
+do-bench-c100k: do-all
+	BATON_BIN=$(CURDIR)/$(B) python3 tests/bench/c100k.py
 
 # Install: the binaries, libbaton (static library, header, baton.pc), the
 # man pages, the example config and the systemd units (their paths
