@@ -263,7 +263,7 @@ static int parse_header(const char *data, size_t len, size_t *body, uint32_t *ve
 	    dec_field(&p, nl, ' ', STATE_MAX_BYTES, &blen) != 0 || nl - p != 16)
 		return state_fail(err, errlen, "not a baton state (bad header)");
 	for (; p < nl; p++) {
-		int h = (*p >= '0' && *p <= '9') ? *p - '0' : (*p >= 'a' && *p <= 'f') ? *p - 'a' + 10 : -1;
+		int h = *p >= 'A' && *p <= 'F' ? -1 : hexval(*p); /* lower case only */
 		if (h < 0)
 			return state_fail(err, errlen, "not a baton state (bad header)");
 		sum = sum << 4 | (uint64_t)h;
