@@ -51,7 +51,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from harness import Batond, TestDir, bin_path, http_get  # noqa: E402
+from harness import TestDir, bin_path, http_get  # noqa: E402
+from bench import web_batond  # noqa: E402
 
 N = int(os.environ.get("BENCH_C100K", "100000"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
@@ -549,19 +550,7 @@ def bench():
     problems = []          # lines for the error section that make the exit non-zero
     other = []             # errors that do not (the exit says whether connections failed)
     try:
-        b = Batond(td, f"""
-[baton]
-log_level = warn
-[listener:web]
-address = tcp:127.0.0.1:0
-program = web
-backlog = 4096
-[program:web]
-command = @BIN@/baton-http --capacity {cap}
-capacity = {cap}
-workers = {workers}
-""", args=["-l", "info"], wait_ready=workers,
-                   wrapper=["prlimit", f"--nofile={nofile}:{nofile}"])
+        b = web_batond(td, workers, cap, nofile)
         port = b.port("web")
         bpid = b.proc.pid
         wpids = sorted(b.ready_pids("web"))
