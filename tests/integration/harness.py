@@ -29,6 +29,13 @@ class TestDir:
     def __init__(self):
         self.path = tempfile.mkdtemp(prefix="baton-it-")
         self.procs = []
+        self.children = []
+
+    def spawn(self, args, **kw):
+        """subprocess.Popen, killed when the test ends if still running."""
+        p = subprocess.Popen(args, **kw)
+        self.children.append(p)
+        return p
 
     def file(self, name, text, mode=0o644):
         p = os.path.join(self.path, name)
@@ -40,6 +47,10 @@ class TestDir:
     def cleanup(self):
         for b in self.procs:
             b.kill_all()
+        for p in self.children:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
         shutil.rmtree(self.path, ignore_errors=True)
 
 

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -98,14 +99,21 @@ class UnixClients:
         return self.ok, self.errors
 
 
-def wrk(port, seconds, close):
+def wrk(td, port, seconds, close):
+    """wrk for at most `seconds`; wrk_result() stops it with SIGINT."""
     args = ["wrk", "-t1", "-c10", f"-d{seconds}s"] + (["-H", "Connection: close"] if close else [])
-    return subprocess.Popen(args + [f"http://127.0.0.1:{port}/"], stdout=subprocess.PIPE,
+    return td.spawn(args + [f"http://127.0.0.1:{port}/"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
 
 def wrk_result(p):
+    """Stops wrk with SIGINT (it prints its figures then); it must still
+    have been running, or the load did not cover what ran meanwhile."""
+    running = p.poll() is None
+    if running:
+        p.send_signal(signal.SIGINT)
     out = p.communicate(timeout=120)[0]
+    assert running, f"wrk ended before the test was done with it: {out}"
     reqs = int(re.search(r"(\d+) requests in", out).group(1))
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = sum(int(x) for x in m.groups()) if m else 0
@@ -122,8 +130,8 @@ def reexec_alternating_builds_under_load_lose_nothing(td):
     sock = os.path.join(td.path, "web.sock")
     inode = os.stat(sock).st_ino
     pids = worker_pids(b)
-    seconds = 8 + REEXECS // 2
-    w_close, w_keep = wrk(b.port("web"), seconds, True), wrk(b.port("web"), seconds, False)
+    seconds = 300  # an upper bound: stopped after the last reexec
+    w_close, w_keep = wrk(td, b.port("web"), seconds, True), wrk(td, b.port("web"), seconds, False)
     echo = EchoClients(b.port("echo"), 10)
     unix = UnixClients(sock)
     time.sleep(1)
