@@ -188,6 +188,69 @@ static void set_listeners_paused(struct program *p, int paused)
 		listener_set_paused(p->listeners[i], paused);
 }
 
+/*
+ * Listener hysteresis.  A program out of credit pauses its listeners.
+ * Under sustained overload each ACK or DONE would then give back a slot or
+ * two, resume them, and the next accept would pause them again: an
+ * epoll_ctl pair every few connections.  So once starved, the listeners
+ * resume when half the program's capacity is free (at most RESUME_CREDIT
+ * slots), or RESUME_DELAY_MS after credit first came back, whichever is
+ * first.  The delay bounds what a client waiting in the backlog can lose;
+ * workers holding long-lived connections, whose free credit may never
+ * reach the threshold, cannot strand it.
+ */
+#define RESUME_CREDIT 16
+#define RESUME_DELAY_MS 2
+
+static int enough_credit(struct program *p)
+{
+	uint64_t capacity = 0, free = 0;
+	struct worker *w;
+	TAILQ_FOREACH(w, &p->workers, link) {
+		uint32_t c = dispatch_credit(w);
+		if (c || (w->state == WS_RUNNING && !w->broken && w->chan >= 0))
+			capacity += w->capacity;
+		free += c;
+	}
+	uint64_t need = capacity / 2 < RESUME_CREDIT ? capacity / 2 : RESUME_CREDIT;
+	return free >= (need ? need : 1);
+}
+
+static void resume_due(evutil_socket_t fd, short what, void *arg)
+{
+	struct program *p = arg;
+	(void)fd;
+	(void)what;
+	p->starved = 0;
+	dispatch_kick(p);
+}
+
+static void update_listeners(struct program *p)
+{
+	int pause = 1;
+
+	if (batond.shutting_down) {
+		/* paused for good */
+	} else if (!dispatch_can_take(p)) {
+		p->starved = 1;
+		if (p->ev_resume)
+			evtimer_del(p->ev_resume);
+	} else if (p->starved && !enough_credit(p)) {
+		if (!p->ev_resume && !(p->ev_resume = evtimer_new(batond.base, resume_due, p)))
+			fatal("out of memory");
+		if (!evtimer_pending(p->ev_resume, NULL)) {
+			struct timeval tv = {0, RESUME_DELAY_MS * 1000};
+			evtimer_add(p->ev_resume, &tv);
+		}
+	} else {
+		pause = 0;
+		p->starved = 0;
+		if (p->ev_resume)
+			evtimer_del(p->ev_resume);
+	}
+	set_listeners_paused(p, pause);
+}
+
 void dispatch_kick(struct program *p)
 {
 	struct conn *c;
@@ -201,7 +264,7 @@ void dispatch_kick(struct program *p)
 	TAILQ_FOREACH(w, &p->workers, link)
 		if (w->queued)
 			dispatch_flush(w);
-	set_listeners_paused(p, batond.shutting_down || !dispatch_can_take(p));
+	update_listeners(p);
 }
 
 static void write_ready(evutil_socket_t fd, short what, void *arg)

@@ -466,10 +466,12 @@ void listener_set_paused(struct listener *l, int paused)
 	if (paused == l->paused)
 		return;
 	l->paused = paused;
-	if (paused)
+	if (paused) {
 		event_del(l->ev);
-	else
+		l->pauses++;
+	} else {
 		event_add(l->ev, NULL);
+	}
 	log_debug("listener %s listener=%s", paused ? "paused" : "resumed", l->cfg.name);
 }
 
@@ -550,6 +552,7 @@ void listener_save(const struct listener *l, struct state_out *o)
 	state_u64(o, "dev", (uint64_t)l->dev);
 	state_u64(o, "ino", (uint64_t)l->ino);
 	state_u64(o, "accepted", l->accepted);
+	state_u64(o, "pauses", l->pauses);
 	const int *b = &l->tcp_base.nodelay;
 	static const char *const names[] = {"nodelay", "keepalive", "idle", "intvl", "cnt",
 					    "user_timeout"};
@@ -579,7 +582,8 @@ struct listener *listener_adopt(const struct state_rec *r, char *err, size_t err
 	    state_get_str(r, "bound", l->bound, sizeof(l->bound), err, errlen) < 0 ||
 	    state_opt_u64(r, "dev", &dev, err, errlen) < 0 ||
 	    state_opt_u64(r, "ino", &ino, err, errlen) < 0 ||
-	    state_opt_u64(r, "accepted", &l->accepted, err, errlen) < 0)
+	    state_opt_u64(r, "accepted", &l->accepted, err, errlen) < 0 ||
+	    state_opt_u64(r, "pauses", &l->pauses, err, errlen) < 0)
 		goto bad;
 	int *b = &l->tcp_base.nodelay;
 	for (int i = 0; i < 6; i++) {

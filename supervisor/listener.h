@@ -32,6 +32,7 @@ struct listener {
 	dev_t dev;        /* unix: the socket file we created */
 	ino_t ino;
 	uint64_t accepted;
+	uint64_t pauses;   /* times it stopped polling (no credit, out of fds) */
 };
 
 /* Set by main: the engine's side of a listener. */

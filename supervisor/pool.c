@@ -189,6 +189,8 @@ void pool_program_free(struct program *p)
 		slot_free(p->slots[i]);
 	if (p->ev_queue)
 		event_free(p->ev_queue);
+	if (p->ev_resume)
+		event_free(p->ev_resume);
 	dispatch_drop_queue(p, "shutdown");
 	config_free_strv(p->cfg.argv);
 	config_free_strv(p->cfg.env);

@@ -89,6 +89,8 @@ struct program {
 	struct conn_list queue;
 	uint32_t nqueued;
 	struct event *ev_queue;
+	struct event *ev_resume; /* listener hysteresis (dispatch.c) */
+	int starved;             /* listeners paused for want of credit */
 	struct listener **listeners; /* listeners feeding this program */
 	int nlisteners;
 	uint64_t accepted, handed, acked, redispatched, dropped, lost, restarts;

@@ -284,6 +284,11 @@ void report_metrics(struct evbuffer *out)
 	TAILQ_FOREACH(l, &batond.listeners, link)
 		evbuffer_add_printf(out, "baton_listener_paused{listener=\"%s\"} %d\n",
 				    l->cfg.name, l->paused);
+	metric_head(out, "baton_listener_pauses_total", "counter",
+		    "Times a listener stopped polling (no credit, or out of fds).");
+	TAILQ_FOREACH(l, &batond.listeners, link)
+		evbuffer_add_printf(out, "baton_listener_pauses_total{listener=\"%s\"} %llu\n",
+				    l->cfg.name, (unsigned long long)l->pauses);
 
 	per_program(out, "baton_connections_accepted_total", "counter",
 		    "Connections accepted for a program.", get_accepted);

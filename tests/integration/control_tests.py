@@ -349,6 +349,7 @@ def ctl_metrics_prometheus(td):
             assert fam.endswith("_total"), ("counter not named *_total", fam)
     assert metric(samples, "baton_listener_connections_accepted_total", listener="v4", program="web") == n
     assert metric(samples, "baton_listener_paused", listener="v4") == 0
+    assert metric(samples, "baton_listener_pauses_total", listener="v4") == 0  # credit never ran out
     for name, want in (("accepted", n), ("handed", n), ("acked", n), ("redispatched", 0), ("dropped", 0),
                        ("lost", 0)):
         assert metric(samples, f"baton_connections_{name}_total", program="web") == want, name

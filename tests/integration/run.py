@@ -571,6 +571,59 @@ capacity = 1
 
 
 @test
+def held_connections_do_not_strand_the_backlog(td):
+    """Listener hysteresis: once out of credit, the listener resumes when
+    half the capacity is free, or 2 ms after credit first comes back.  With
+    capacity = 4 and 3 long-lived connections held, 1 slot is free, under
+    the threshold: each new client, one after the other, is still accepted
+    and served.  With all 4 held, a 5th waits in the backlog until one
+    leaves.  Every pause is counted in baton_listener_pauses_total."""
+    from fault_tests import metric, metrics
+    b = Batond(td, """
+[baton]
+log_level = debug
+[listener:echo]
+address = tcp:127.0.0.1:0
+program = echo
+[program:echo]
+command = @BIN@/baton-echo
+workers = 1
+capacity = 4
+""", wait_ready=1)
+    port = b.port("echo")
+
+    def echo(s, byte):
+        s.sendall(byte)
+        assert s.recv(1) == byte
+
+    held = []
+    for i in range(4):
+        held.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        echo(held[-1], b"%d" % i)
+    extra = socket.create_connection(("127.0.0.1", port), timeout=5)  # the backlog
+    extra.sendall(b"x")
+    extra.settimeout(0.5)
+    try:
+        data = extra.recv(1)
+        assert False, "served beyond capacity: %r" % data
+    except socket.timeout:
+        pass
+    held.pop().close()  # 1 slot free: under half of 4, yet the client is taken
+    extra.settimeout(5)
+    assert extra.recv(1) == b"x"
+    extra.close()
+    for i in range(5):  # 3 held, 1 free each time
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+            echo(c, b"c")
+    pauses = metric(metrics(b), "baton_listener_pauses_total", listener="echo")
+    assert pauses >= 7, pauses  # each time the 4th slot was taken
+    for s in held:
+        s.close()
+    assert b.stop() == 0
+    assert "accepted=10 handed=10 acked=10 redispatched=0 dropped=0" in b.log(), b.tail()
+
+
+@test
 def listener_backlog_and_tcp_options_applied(td):
     """The TCP options are set on the listener, and Linux copies them to
     each accepted socket: read back on the fd the worker received, before

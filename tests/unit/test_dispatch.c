@@ -115,6 +115,8 @@ static int teardown(void **state)
 	dispatch_drop_queue(&f->p, "test over");
 	if (f->p.ev_queue)
 		event_free(f->p.ev_queue);
+	if (f->p.ev_resume)
+		event_free(f->p.ev_resume);
 	for (int i = 0; i < f->nc; i++)
 		if (f->client[i] >= 0)
 			close(f->client[i]);
@@ -998,6 +1000,107 @@ static void test_ack_deadline(void **state)
 	assert_false(evtimer_pending(good->ev_ack, NULL));
 }
 
+/* Hand every connection the worker was sent back: ACK them all, then DONE
+ * `done` of them. */
+static void ack_all_done(struct fx *f, struct worker *w, uint32_t done)
+{
+	struct proto_msg m;
+	int fds[FDPASS_MAX], n;
+	while ((n = recv_msg(f->peer[0], &m, fds)) > 0) {
+		uint64_t ids[PROTO_CONN_MAX];
+		for (int i = 0; i < n; i++)
+			ids[i] = m.u.conn.conns[i].id;
+		fdpass_close_all(fds, n);
+		assert_int_equal(dispatch_ack(w, ids, (uint32_t)n), 0);
+	}
+	if (done)
+		assert_int_equal(dispatch_done(w, done), 0);
+}
+
+/* Once starved, the listener resumes when half the capacity is free, not
+ * at the first slot; or, if no more comes back, RESUME_DELAY_MS later. */
+static void test_listener_hysteresis(void **state)
+{
+	struct fx *f = *state;
+	struct listener l;
+	struct listener *ls[1] = {&l};
+	int pipefd[2]; /* the loop runs: a pipe nobody writes is never readable */
+
+	memset(&l, 0, sizeof(l));
+	snprintf(l.cfg.name, sizeof(l.cfg.name), "web");
+	assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
+	l.fd = pipefd[0];
+	l.ev = event_new(batond.base, l.fd, EV_READ | EV_PERSIST, never, NULL);
+	assert_non_null(l.ev);
+	l.paused = 1;
+	l.prog = &f->p;
+	f->p.listeners = ls;
+	f->p.nlisteners = 1;
+
+	struct worker *w = add_worker(f, 8, WS_RUNNING);
+	dispatch_kick(&f->p);
+	assert_int_equal(l.paused, 0); /* never starved: the first slot will do */
+
+	for (int i = 0; i < 8; i++)
+		dispatch_new(f);
+	dispatch_kick(&f->p);
+	assert_int_equal(l.paused, 1);
+	assert_int_equal(l.pauses, 1);
+
+	/* 1, then 3 slots back: still paused, the fallback timer armed */
+	ack_all_done(f, w, 1);
+	dispatch_kick(&f->p);
+	assert_int_equal(l.paused, 1);
+	assert_non_null(f->p.ev_resume);
+	assert_true(evtimer_pending(f->p.ev_resume, NULL));
+	ack_all_done(f, w, 2);
+	dispatch_kick(&f->p);
+	assert_int_equal(l.paused, 1);
+	/* the 4th (half of 8): polling again, the timer off */
+	ack_all_done(f, w, 1);
+	dispatch_kick(&f->p);
+	assert_int_equal(l.paused, 0);
+	assert_true(event_pending(l.ev, EV_READ, NULL));
+	assert_false(evtimer_pending(f->p.ev_resume, NULL));
+	/* not starved any more: a slot short of half keeps it polling */
+	dispatch_new(f);
+	dispatch_kick(&f->p);
+	assert_int_equal(l.paused, 0);
+
+	/* starved again; one slot comes back and no more: the timer resumes */
+	for (int i = 0; i < 3; i++)
+		dispatch_new(f);
+	dispatch_kick(&f->p);
+	assert_int_equal(l.paused, 1);
+	assert_int_equal(l.pauses, 2);
+	ack_all_done(f, w, 1);
+	dispatch_kick(&f->p);
+	assert_int_equal(l.paused, 1);
+	run_loop_ms(50);
+	assert_int_equal(l.paused, 0);
+	assert_true(event_pending(l.ev, EV_READ, NULL));
+
+	/* the credit gone while the timer waits: it does not resume */
+	dispatch_new(f);
+	dispatch_kick(&f->p);
+	assert_int_equal(l.paused, 1);
+	ack_all_done(f, w, 1);
+	dispatch_kick(&f->p);
+	assert_true(evtimer_pending(f->p.ev_resume, NULL));
+	dispatch_new(f);
+	dispatch_kick(&f->p);
+	assert_false(evtimer_pending(f->p.ev_resume, NULL));
+	run_loop_ms(20);
+	assert_int_equal(l.paused, 1);
+	assert_int_equal(l.pauses, 3);
+
+	f->p.listeners = NULL;
+	f->p.nlisteners = 0;
+	event_free(l.ev);
+	close(pipefd[0]);
+	close(pipefd[1]);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1022,6 +1125,7 @@ int main(void)
 		T(test_backpressure),
 		T(test_send_failure),
 		T(test_listener_pause),
+		T(test_listener_hysteresis),
 		T(test_ack_deadline),
 	};
 	/* SIGPIPE would end the run if a send ever raced a close. */
