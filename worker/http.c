@@ -78,6 +78,11 @@ static void conn_end(struct hconn *h)
 	LIST_REMOVE(h, link);
 	app.nconns--;
 	event_free(h->deadline);
+	/* A response that ends the connection: FIN now.  batond may still hold
+	 * its copy of the fd (it has not read our ACK yet), and a plain close
+	 * sends nothing while another copy is open. */
+	if (h->closing && h->from_baton)
+		shutdown(bufferevent_getfd(h->bev), SHUT_WR);
 	bufferevent_free(h->bev); /* closes the fd */
 	if (h->from_baton)
 		baton_done(app.baton, h->id);

@@ -347,3 +347,36 @@ def http_worker_direct_ab_keepalive(td):
     assert r["keepalive"] == 200, r["out"]
     assert d.proc.poll() is None, d.tail()
     print("    ab -k against baton-http --listen: 1 and 200 requests, all kept alive, 0 failed")
+
+
+@test
+def http_worker_sends_fin_while_batond_holds_its_copy(td):
+    """batond closes its copy of a connection only once it has read the
+    worker's ACK, and a close(2) sends no FIN while another copy is open.
+    So baton-http shuts the write side down before it closes a connection
+    after a `Connection: close` response: here the test is batond and keeps
+    its copy open throughout, and the client still reads the whole response
+    and then EOF."""
+    from go_worker_tests import ACK, READY, FakeBatond, conn_msg
+    w = FakeBatond(td, bin_path("baton-http"))
+    w.recv(READY)
+    with socket.create_server(("127.0.0.1", 0)) as ls:
+        client = socket.create_connection(ls.getsockname(), timeout=5)
+        server, _ = ls.accept()
+    try:
+        w.send(conn_msg([(7, b"v4", b"127.0.0.1:5555")]), [server.fileno()])
+        w.recv(ACK)  # and batond's copy, `server`, stays open
+        client.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            try:
+                chunk = client.recv(4096)
+            except socket.timeout:
+                raise AssertionError(f"no EOF within 5 s after {data!r}")
+            if not chunk:
+                break
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200 ") and b"Connection: close\r\n" in data, data
+    finally:
+        client.close()
+        server.close()
