@@ -439,8 +439,28 @@ static void handle_msg(struct worker *w, const struct proto_msg *m)
 	}
 }
 
+/*
+ * CLOCK_MONOTONIC µs, read once per dispatch_read (0: outside one): the
+ * messages read in one wakeup share one clock read, for the worker's last
+ * message time and the ACKs' handoff latency.
+ */
+static uint64_t read_us;
+
+static uint64_t msg_clock_us(void)
+{
+	return read_us ? read_us : now_us();
+}
+
+static void read_msgs(struct worker *w, int max);
+
 /* Read what the worker sent; max bounds the work done per callback. */
 void dispatch_read(struct worker *w, int max)
+{
+	read_msgs(w, max);
+	read_us = 0;
+}
+
+static void read_msgs(struct worker *w, int max)
 {
 	uint8_t buf[PROTO_MSG_MAX + 1];
 	int fds[FDPASS_MAX], nfds;
@@ -472,7 +492,9 @@ void dispatch_read(struct worker *w, int max)
 			pool_fail_worker(w, why);
 			return;
 		}
-		w->last_msg_ms = now_ms();
+		if (!read_us)
+			read_us = now_us();
+		w->last_msg_ms = read_us / 1000;
 		w->status_sent = 0;
 		handle_msg(w, &m);
 	}
@@ -511,7 +533,8 @@ int dispatch_ack(struct worker *w, const uint64_t *ids, int n)
 		if (!c)
 			return -1;
 		TAILQ_REMOVE(&w->unacked, c, link);
-		record_latency(w->prog, now_us() - c->accepted_us);
+		uint64_t now = msg_clock_us();
+		record_latency(w->prog, now > c->accepted_us ? now - c->accepted_us : 0);
 		dispatch_conn_free(c);
 		w->inflight--;
 		w->active++;

@@ -1101,6 +1101,60 @@ static void test_listener_hysteresis(void **state)
 	close(pipefd[1]);
 }
 
+/* The worker sends one ACK for id. */
+static void worker_acks(struct fx *f, int k, uint64_t id)
+{
+	struct proto_msg m = {.type = PROTO_ACK};
+	uint8_t buf[PROTO_MSG_MAX];
+	m.u.ids.count = 1;
+	m.u.ids.ids[0] = id;
+	int n = proto_encode(&m, buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_int_equal(send(f->peer[k], buf, (size_t)n, 0), n);
+}
+
+/* The messages of one read share one clock read, and the next ones read
+ * the clock again: the handoff latency and the last message time follow
+ * the clock, not a value left from an earlier read. */
+static void test_read_clock(void **state)
+{
+	struct fx *f = *state;
+	struct proto_msg m;
+	int fds[FDPASS_MAX];
+	struct worker *w = add_worker(f, 8, WS_RUNNING);
+
+	dispatch_new(f);
+	dispatch_new(f);
+	dispatch_kick(&f->p);
+	assert_int_equal(recv_msg(f->peer[0], &m, fds), 2);
+	fdpass_close_all(fds, 2);
+	uint64_t before = now_ms();
+	worker_acks(f, 0, m.u.conn.conns[0].id);
+	worker_acks(f, 0, m.u.conn.conns[1].id);
+	dispatch_read(w, -1);
+	assert_int_equal(f->p.acked, 2);
+	assert_int_equal(f->p.lat_count, 2);
+	assert_true(w->last_msg_ms >= before && w->last_msg_ms <= now_ms());
+	uint64_t sum = f->p.lat_sum_us;
+
+	/* 30 ms later, read again, and acknowledged outside any read */
+	int a = dispatch_new(f), b = dispatch_new(f);
+	dispatch_kick(&f->p);
+	assert_int_equal(recv_msg(f->peer[0], &m, fds), 2);
+	fdpass_close_all(fds, 2);
+	usleep(30000);
+	worker_acks(f, 0, f->conn[a]->id);
+	dispatch_read(w, -1);
+	assert_true(w->last_msg_ms >= before + 30);
+	assert_true(f->p.lat_sum_us - sum >= 30000);
+	sum = f->p.lat_sum_us;
+	usleep(30000);
+	uint64_t id = f->conn[b]->id;
+	assert_int_equal(dispatch_ack(w, &id, 1), 0);
+	assert_true(f->p.lat_sum_us - sum >= 60000);
+	assert_int_equal(f->p.lat_count, 4);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1126,6 +1180,7 @@ int main(void)
 		T(test_send_failure),
 		T(test_listener_pause),
 		T(test_listener_hysteresis),
+		T(test_read_clock),
 		T(test_ack_deadline),
 	};
 	/* SIGPIPE would end the run if a send ever raced a close. */
