@@ -69,6 +69,7 @@ static struct {
 	uint32_t capacity;
 	int draining;
 	int generation;
+	int pid; /* X-Baton-Pid, read once */
 	LIST_HEAD(, hconn) conns;
 	unsigned nconns;
 } app;
@@ -109,7 +110,7 @@ static void respond(struct hconn *h, int status, const char *reason,
 			    "X-Baton-Pid: %d\r\n"
 			    "X-Baton-Generation: %d\r\n"
 			    "%s\r\n",
-			    status, reason, body_len, (int)getpid(),
+			    status, reason, body_len, app.pid,
 			    app.generation, conn);
 	if (!head_only)
 		evbuffer_add(out, body, body_len);
@@ -427,10 +428,11 @@ static void conn_new(int fd, uint64_t id, int from_baton)
 {
 	struct timeval idle = {IDLE_TIMEOUT_SEC, 0}, write = {WRITE_TIMEOUT_SEC, 0};
 	struct hconn *h = calloc(1, sizeof(*h));
-	int one = 1;
 
+	/* No socket options: a connection from batond carries its listener's
+	 * (tcp_nodelay and the rest, as the operator set them); one accepted
+	 * here inherits TCP_NODELAY from the --listen socket. */
 	evutil_make_socket_nonblocking(fd);
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* not TCP: harmless */
 	if (h) {
 		h->bev = bufferevent_socket_new(app.base, fd, BEV_OPT_CLOSE_ON_FREE);
 		h->deadline = evtimer_new(app.base, on_deadline, h);
@@ -514,6 +516,7 @@ static int listen_on(const char *spec)
 	int fd = socket(a.ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ||
 	    bind(fd, (struct sockaddr *)&a.ss, a.len) < 0 || listen(fd, 1024) < 0) {
 		fprintf(stderr, "baton-http: --listen %s: %s\n", spec, strerror(errno));
 		if (fd >= 0)
@@ -555,6 +558,7 @@ int main(int argc, char **argv)
 	char *end;
 
 	app.body = "hello from baton\n";
+	app.pid = (int)getpid();
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'b':

@@ -380,3 +380,28 @@ def http_worker_sends_fin_while_batond_holds_its_copy(td):
     finally:
         client.close()
         server.close()
+
+
+@test
+def http_worker_keeps_the_listeners_tcp_options(td):
+    """A connection from batond carries the options of its listener, as the
+    operator set them ([listener] tcp_nodelay = no here): baton-http sets
+    none of its own.  The test is batond and keeps its copy of the socket,
+    so it reads the option the worker left on it after a response."""
+    from go_worker_tests import ACK, READY, FakeBatond, conn_msg
+    w = FakeBatond(td, bin_path("baton-http"))
+    w.recv(READY)
+    with socket.create_server(("127.0.0.1", 0)) as ls:
+        client = socket.create_connection(ls.getsockname(), timeout=5)
+        server, _ = ls.accept()
+    try:
+        server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+        w.send(conn_msg([(9, b"v4", b"127.0.0.1:5555")]), [server.fileno()])
+        w.recv(ACK)
+        client.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")  # kept alive
+        status, headers, body = read_response(client)
+        assert status == 200, (status, headers)
+        assert server.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+    finally:
+        client.close()
+        server.close()
