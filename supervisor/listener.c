@@ -26,6 +26,7 @@
 struct listener_hooks listener_hooks;
 
 #define EMFILE_RETRY_MS 100
+#define SHORT_QUIET_MS 1000 /* an out-of-fds episode is over after this long without */
 
 /* Is something listening on this unix path?  1 yes, 0 no (stale). */
 static int unix_in_use(const struct sockaddr_un *un)
@@ -327,9 +328,19 @@ int listener_accept(struct listener *l, char *peer, size_t peerlen)
 		if (e == EAGAIN || e == EWOULDBLOCK)
 			return -1;
 		if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
-			/* Leave clients in the backlog and retry soon, without spinning. */
-			log_warn("accept paused listener=%s error=\"%s\" retry_ms=%d",
-				 l->cfg.name, strerror(e), EMFILE_RETRY_MS);
+			/* Leave clients in the backlog and retry soon, without
+			 * spinning.  Logged once per episode (accepts may succeed
+			 * now and then within one: an ACK frees an fd), and once
+			 * more when it is over. */
+			uint64_t now = now_ms();
+			if (!l->short_since_ms) {
+				log_warn("accept paused listener=%s error=\"%s\" retry_ms=%d",
+					 l->cfg.name, strerror(e), EMFILE_RETRY_MS);
+				l->short_since_ms = now;
+				l->short_failures = 0;
+			}
+			l->short_failures++;
+			l->short_last_ms = now;
 			l->out_of_fds = 1;
 			listener_set_paused(l, 1);
 			struct timeval tv = {0, EMFILE_RETRY_MS * 1000};
@@ -339,6 +350,11 @@ int listener_accept(struct listener *l, char *peer, size_t peerlen)
 		}
 		errno = e;
 		return -1;
+	}
+	if (l->short_since_ms && now_ms() - l->short_last_ms >= SHORT_QUIET_MS) {
+		log_info("accept resumed listener=%s out_of_fds_ms=%llu failures=%u", l->cfg.name,
+			 (unsigned long long)(l->short_last_ms - l->short_since_ms), l->short_failures);
+		l->short_since_ms = 0;
 	}
 	if (l->tcp) {
 		addr_format((struct sockaddr *)&ss, len, peer, peerlen);

@@ -463,8 +463,10 @@ def fault_fd_exhaustion_pauses_accept_without_spinning(td):
     descriptors batond hands them stay open in batond until acked; a flood
     of 250 held connections plus a load runs batond out of descriptors.
     accept() then fails with EMFILE: batond pauses the listener and retries
-    every 100 ms, using little CPU, and closes nothing.  When the workers
-    resume, every held connection is answered and the load carries on."""
+    every 100 ms, using little CPU, and closes nothing; it logs the pause
+    once, and once more when accepting resumes, with the retries between.
+    When the workers resume, every held connection is answered and the load
+    carries on."""
     limit = 128
     b = Batond(td, web_config(workers=3, program_extra="heartbeat_timeout = 0\nqueue_timeout = 60s"),
                wrapper=("prlimit", f"--nofile={limit}:{limit}", "--"), wait_ready=3)
@@ -484,14 +486,14 @@ def fault_fd_exhaustion_pauses_accept_without_spinning(td):
         ctl_wait = subprocess.Popen([bin_path("batonctl"), "-s", b.control, "--timeout", "60", "metrics"],
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(0.3)
-        ok0, tries0 = load.ok, count(b, "accept paused")
+        ok0, paused0 = load.ok, count(b, "accept paused")
         c0, t0 = cpu_seconds(b.proc.pid), time.monotonic()
         fds = 0  # the most batond held at once (acks free a few between retries)
         for _ in range(30):
             time.sleep(0.1)
             fds = max(fds, len(open_fds(b.proc.pid)))
         c1, t1 = cpu_seconds(b.proc.pid), time.monotonic()
-        retries = count(b, "accept paused") - tries0
+        paused_lines = count(b, "accept paused") - paused0
         ratio = (c1 - c0) / (t1 - t0)
         served_while_out = load.ok - ok0
     finally:
@@ -516,14 +518,24 @@ def fault_fd_exhaustion_pauses_accept_without_spinning(td):
     wait_until(lambda: load.ok >= served_before + 100, 30, "the load served again")
     ok, errors = load.finish()
     assert http_get(("127.0.0.1", port))[0] == 200
+    # The episode is over after an accept a second after its last failure:
+    # its length and its failed accepts (one per 100 ms, not a spin).
+    wait_until(lambda: http_get(("127.0.0.1", port))[0] == 200 and "accept resumed listener=v4" in b.log(),
+               10, "accept resumed logged")
+    episodes = [tuple(map(int, m)) for m in
+                re.findall(r"accept resumed listener=v4 out_of_fds_ms=(\d+) failures=(\d+)", b.log())]
+    assert len(episodes) == 1, (episodes, b.tail())
+    after_ms, retries = episodes[0]
     c = settled_counters(b, "web")
     print(f"    RLIMIT_NOFILE {limit}: up to {fds} fds open while exhausted, batond CPU {100 * ratio:.1f}% of wall"
-          f" over {t1 - t0:.1f} s, {retries} accept retries (100 ms timer); {answered}/250 held connections"
+          f" over {t1 - t0:.1f} s, {retries} accept retries in {after_ms} ms (100 ms timer), logged once;"
+          f" {answered}/250 held connections"
           f" answered; load {ok} ok, {len(errors)} errors; accepted {c['accepted']} dropped {c['dropped']};"
           f" control socket {'out of fds too, retried on the timer' if ctl_emfile else 'accepted at once'}")
     assert fds >= limit - 1, fds  # really out of descriptors
     assert ratio < 0.3, ratio  # no busy loop
-    assert 5 <= retries <= 60, retries  # the 100 ms timer, not a spin
+    assert paused_lines == 0 and count(b, "accept paused") == 1, paused_lines  # no line per retry
+    assert after_ms >= 3000 and 5 <= retries <= after_ms // 100 + 5, (after_ms, retries)  # the timer, no spin
     assert served_while_out == 0, served_while_out  # nothing was accepted meanwhile
     assert answered == 250
     assert not errors, (len(errors), errors[:5])
