@@ -54,6 +54,21 @@ class TestDir:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+def wrk_while(td, args, work, settle=0.5):
+    """Run wrk (args; its -d only an upper bound) while work() runs, then
+    stop it with SIGINT, which makes it print its figures; its output.
+    Fails if wrk ended first: then part of the work ran without load."""
+    wrk = td.spawn(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(settle)
+    work()
+    time.sleep(settle)
+    running = wrk.poll() is None
+    wrk.send_signal(signal.SIGINT)
+    out, _ = wrk.communicate(timeout=60)
+    assert running, f"wrk ended before the work under load did: {out}"
+    return out
+
+
 class Batond:
     """A batond process and what its log says."""
 

@@ -349,6 +349,22 @@ def http_worker_direct_ab_keepalive(td):
     print("    ab -k against baton-http --listen: 1 and 200 requests, all kept alive, 0 failed")
 
 
+def handed_over(td, cid):
+    """baton-http alone, with the test as its batond: one TCP connection
+    handed over and acknowledged, the test keeping its own copy of the
+    socket as batond does until it reads the ACK. (client, server copy)."""
+    from go_worker_tests import ACK, READY, FakeBatond, conn_msg
+    w = FakeBatond(td, bin_path("baton-http"))
+    w.recv(READY)
+    with socket.create_server(("127.0.0.1", 0)) as ls:
+        client = socket.create_connection(ls.getsockname(), timeout=5)
+        server, _ = ls.accept()
+    server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+    w.send(conn_msg([(cid, b"v4", b"127.0.0.1:5555")]), [server.fileno()])
+    w.recv(ACK)
+    return client, server
+
+
 @test
 def http_worker_sends_fin_while_batond_holds_its_copy(td):
     """batond closes its copy of a connection only once it has read the
@@ -357,15 +373,8 @@ def http_worker_sends_fin_while_batond_holds_its_copy(td):
     after a `Connection: close` response: here the test is batond and keeps
     its copy open throughout, and the client still reads the whole response
     and then EOF."""
-    from go_worker_tests import ACK, READY, FakeBatond, conn_msg
-    w = FakeBatond(td, bin_path("baton-http"))
-    w.recv(READY)
-    with socket.create_server(("127.0.0.1", 0)) as ls:
-        client = socket.create_connection(ls.getsockname(), timeout=5)
-        server, _ = ls.accept()
+    client, server = handed_over(td, 7)
     try:
-        w.send(conn_msg([(7, b"v4", b"127.0.0.1:5555")]), [server.fileno()])
-        w.recv(ACK)  # and batond's copy, `server`, stays open
         client.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         data = b""
         while True:
@@ -388,16 +397,8 @@ def http_worker_keeps_the_listeners_tcp_options(td):
     operator set them ([listener] tcp_nodelay = no here): baton-http sets
     none of its own.  The test is batond and keeps its copy of the socket,
     so it reads the option the worker left on it after a response."""
-    from go_worker_tests import ACK, READY, FakeBatond, conn_msg
-    w = FakeBatond(td, bin_path("baton-http"))
-    w.recv(READY)
-    with socket.create_server(("127.0.0.1", 0)) as ls:
-        client = socket.create_connection(ls.getsockname(), timeout=5)
-        server, _ = ls.accept()
+    client, server = handed_over(td, 9)  # TCP_NODELAY off
     try:
-        server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
-        w.send(conn_msg([(9, b"v4", b"127.0.0.1:5555")]), [server.fileno()])
-        w.recv(ACK)
         client.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")  # kept alive
         status, headers, body = read_response(client)
         assert status == 200, (status, headers)

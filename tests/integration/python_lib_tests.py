@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from harness import (ROOT, Batond, TestDir, http_get, pid_alive, read_response, test, wait_until,
+from harness import (ROOT, Batond, TestDir, http_get, pid_alive, read_response, test, wait_until, wrk_while,
                      web_config)
 from upgrade_tests import ctl, program, status, wrk_available
 
@@ -100,9 +100,9 @@ def wrk_across_upgrades(td, kind, upgrades=5, seconds=60):
     """wrk -t2 -c16 (a new connection per request, then keep-alive) while
     `batonctl upgrade web` runs `upgrades` times: every request answered 2xx,
     no socket error, nothing dropped, every drained worker exits 0. wrk is
-    given `seconds` as an upper bound and stopped with SIGINT (it then
-    prints its figures) half a second after the last upgrade, so however
-    slow the machine, every upgrade happens under load."""
+    given `seconds` as an upper bound and stopped after the last upgrade
+    (wrk_while), so however slow the machine, every upgrade happens under
+    load."""
     assert wrk_available(), "wrk is needed (make test installs it)"
     b = Batond(td, web_config(command=app_command(td, kind), workers=2,
                               program_extra="ready_timeout = 10s\ndrain_timeout = 20s"),
@@ -114,19 +114,16 @@ def wrk_across_upgrades(td, kind, upgrades=5, seconds=60):
     for mode in ("close", "keep-alive"):
         args = ["wrk", "-t2", "-c16", f"-d{seconds}s", "--timeout", "5s",
                 *(["-H", "Connection: close"] if mode == "close" else []), url]
-        wrk = td.spawn(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        time.sleep(0.5)
-        for _ in range(upgrades):
-            code, out, err = ctl(b, "upgrade", "web", timeout=60)
-            generation += 1
-            assert code == 0 and f"web upgraded to generation {generation}" in out, \
-                (mode, code, out, err, b.tail())
-            time.sleep(0.2)
-        time.sleep(0.5)
-        running = wrk.poll() is None
-        wrk.send_signal(signal.SIGINT)
-        out, _ = wrk.communicate(timeout=60)
-        assert running, f"wrk ended ({seconds} s) before the {upgrades} upgrades did: {out}"
+
+        def upgrade_all():
+            nonlocal generation
+            for _ in range(upgrades):
+                code, out, err = ctl(b, "upgrade", "web", timeout=60)
+                generation += 1
+                assert code == 0 and f"web upgraded to generation {generation}" in out, \
+                    (mode, code, out, err, b.tail())
+                time.sleep(0.2)
+        out = wrk_while(td, args, upgrade_all)
         m = re.search(r"(\d+) requests in", out)
         assert m, out
         reqs = int(m.group(1))

@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 
-from harness import skip, Batond, Load, bin_path, http_get, test, wait_until, web_config
+from harness import skip, Batond, Load, bin_path, http_get, test, wait_until, web_config, wrk_while
 
 UPGRADES = int(os.environ.get("BATON_TEST_UPGRADES", "20"))
 
@@ -138,22 +138,18 @@ def wrk_available():
 def upgrades_under_wrk_keepalive_lose_nothing(td):
     assert wrk_available(), "wrk is needed (make test installs it)"
     b = Batond(td, two_programs(), wait_ready=4)
-    # wrk runs until every upgrade is done (300 s is only an upper bound),
-    # then SIGINT makes it print its figures
-    wrk = td.spawn(["wrk", "-t2", "-c20", "-d300s", f"http://127.0.0.1:{b.port('web')}/"],
-                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    time.sleep(0.5)
     done = 0
-    while done < UPGRADES:
-        code, out, err = ctl(b, "upgrade", "web")
-        assert code == 0, (out, err)
-        done += 1
-        time.sleep(0.2)
-    time.sleep(0.5)
-    running = wrk.poll() is None
-    wrk.send_signal(signal.SIGINT)
-    out, _ = wrk.communicate(timeout=60)
-    assert running, f"wrk ended before the upgrades did: {out}"
+
+    def upgrade_all():
+        nonlocal done
+        while done < UPGRADES:
+            code, out, err = ctl(b, "upgrade", "web")
+            assert code == 0, (out, err)
+            done += 1
+            time.sleep(0.2)
+    # wrk runs until every upgrade is done (300 s is only an upper bound)
+    out = wrk_while(td, ["wrk", "-t2", "-c20", "-d300s", f"http://127.0.0.1:{b.port('web')}/"],
+                    upgrade_all)
     reqs = int(re.search(r"(\d+) requests in", out).group(1))
     assert "Socket errors" not in out, out
     assert "Non-2xx" not in out, out

@@ -884,24 +884,40 @@ static void never(evutil_socket_t fd, short what, void *arg)
 	fail_msg("listener event fired");
 }
 
+/* A listener "web" on fd (which must never be readable) feeding the
+ * program, paused as a new one is; unlink with unfake_listener. */
+static void fake_listener(struct fx *f, struct listener *l, struct listener **ls, int fd)
+{
+	memset(l, 0, sizeof(*l));
+	snprintf(l->cfg.name, sizeof(l->cfg.name), "web");
+	l->fd = fd;
+	l->ev = event_new(batond.base, l->fd, EV_READ | EV_PERSIST, never, NULL);
+	assert_non_null(l->ev);
+	l->paused = 1;
+	l->prog = &f->p;
+	ls[0] = l;
+	f->p.listeners = ls;
+	f->p.nlisteners = 1;
+}
+
+static void unfake_listener(struct fx *f, struct listener *l)
+{
+	f->p.listeners = NULL;
+	f->p.nlisteners = 0;
+	event_free(l->ev);
+}
+
 static void test_listener_pause(void **state)
 {
 	struct fx *f = *state;
 	struct listener l;
-	struct listener *ls[1] = {&l};
+	struct listener *ls[1];
 	struct proto_msg m;
 	int fds[FDPASS_MAX];
+	int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0); /* the loop never runs */
 
-	memset(&l, 0, sizeof(l));
-	snprintf(l.cfg.name, sizeof(l.cfg.name), "web");
-	l.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0); /* never readable */
-	assert_true(l.fd >= 0);
-	l.ev = event_new(batond.base, l.fd, EV_READ | EV_PERSIST, never, NULL);
-	assert_non_null(l.ev);
-	l.paused = 1;
-	l.prog = &f->p;
-	f->p.listeners = ls;
-	f->p.nlisteners = 1;
+	assert_true(sock >= 0);
+	fake_listener(f, &l, ls, sock);
 
 	/* No worker yet: stays paused. */
 	dispatch_kick(&f->p);
@@ -933,10 +949,8 @@ static void test_listener_pause(void **state)
 	dispatch_kick(&f->p);
 	assert_int_equal(l.paused, 0);
 
-	f->p.listeners = NULL;
-	f->p.nlisteners = 0;
-	event_free(l.ev);
-	close(l.fd);
+	unfake_listener(f, &l);
+	close(sock);
 }
 
 /* ---- the ACK deadline ---- */
@@ -1023,19 +1037,11 @@ static void test_listener_hysteresis(void **state)
 {
 	struct fx *f = *state;
 	struct listener l;
-	struct listener *ls[1] = {&l};
+	struct listener *ls[1];
 	int pipefd[2]; /* the loop runs: a pipe nobody writes is never readable */
 
-	memset(&l, 0, sizeof(l));
-	snprintf(l.cfg.name, sizeof(l.cfg.name), "web");
 	assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
-	l.fd = pipefd[0];
-	l.ev = event_new(batond.base, l.fd, EV_READ | EV_PERSIST, never, NULL);
-	assert_non_null(l.ev);
-	l.paused = 1;
-	l.prog = &f->p;
-	f->p.listeners = ls;
-	f->p.nlisteners = 1;
+	fake_listener(f, &l, ls, pipefd[0]);
 
 	struct worker *w = add_worker(f, 8, WS_RUNNING);
 	dispatch_kick(&f->p);
@@ -1094,9 +1100,7 @@ static void test_listener_hysteresis(void **state)
 	assert_int_equal(l.paused, 1);
 	assert_int_equal(l.pauses, 3);
 
-	f->p.listeners = NULL;
-	f->p.nlisteners = 0;
-	event_free(l.ev);
+	unfake_listener(f, &l);
 	close(pipefd[0]);
 	close(pipefd[1]);
 }
