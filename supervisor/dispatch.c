@@ -581,6 +581,16 @@ void dispatch_reclaim(struct worker *w, int unacked_too)
 	}
 }
 
+void dispatch_program_end(struct program *p)
+{
+	if (p->ev_queue)
+		event_free(p->ev_queue);
+	if (p->ev_resume)
+		event_free(p->ev_resume);
+	p->ev_queue = p->ev_resume = NULL;
+	dispatch_drop_queue(p, "shutdown");
+}
+
 unsigned dispatch_drop_queue(struct program *p, const char *why)
 {
 	struct conn *c;

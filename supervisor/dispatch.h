@@ -89,6 +89,8 @@ int dispatch_done(struct worker *w, int n);
 void dispatch_reclaim(struct worker *w, int unacked_too);
 /* Close every queued connection (shutdown); returns how many. */
 unsigned dispatch_drop_queue(struct program *p, const char *why);
+/* The program is being freed: its queue closed, its timers freed. */
+void dispatch_program_end(struct program *p);
 /* Arm or re-arm the queue_timeout timer for the queue's oldest entry. */
 void dispatch_arm_queue_timer(struct program *p);
 

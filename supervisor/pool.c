@@ -187,11 +187,7 @@ void pool_program_free(struct program *p)
 	pool_forget_old_cfg(p);
 	for (int i = 0; i < p->nslots; i++)
 		slot_free(p->slots[i]);
-	if (p->ev_queue)
-		event_free(p->ev_queue);
-	if (p->ev_resume)
-		event_free(p->ev_resume);
-	dispatch_drop_queue(p, "shutdown");
+	dispatch_program_end(p);
 	config_free_strv(p->cfg.argv);
 	config_free_strv(p->cfg.env);
 	free(p->listeners);

@@ -112,11 +112,7 @@ static int teardown(void **state)
 		if (f->peer[i] >= 0)
 			close(f->peer[i]);
 	}
-	dispatch_drop_queue(&f->p, "test over");
-	if (f->p.ev_queue)
-		event_free(f->p.ev_queue);
-	if (f->p.ev_resume)
-		event_free(f->p.ev_resume);
+	dispatch_program_end(&f->p);
 	for (int i = 0; i < f->nc; i++)
 		if (f->client[i] >= 0)
 			close(f->client[i]);
