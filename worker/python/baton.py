@@ -698,7 +698,8 @@ class ServerMixin:
     that the channel is read (and connections acknowledged) while others
     are served; forking servers are not supported (a child's close would
     not report DONE).  A BaseHTTPRequestHandler subclass gets
-    HTTPHandlerMixin.
+    HTTPHandlerMixin.  A client that leaves mid-request (reset, broken
+    pipe) ends its connection without a traceback on stderr.
     """
 
     baton_worker = None
@@ -767,6 +768,14 @@ class ServerMixin:
             except BaseException:
                 self.shutdown_request(request)
                 raise
+
+    def handle_error(self, request, client_address):
+        """A client that went away mid-request (reset, broken pipe) is
+        ordinary, not an error to print a traceback for; anything else is
+        reported as socketserver does."""
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
 
     def service_actions(self):
         super().service_actions()

@@ -650,6 +650,23 @@ class ServeTest(unittest.TestCase):
         self.assertEqual((code, out), (0, "served\n"), err)
         self.assertIn("channel closed: batond is gone", err)
 
+    def test_http_client_gone_mid_response_is_no_error(self):
+        """A client that leaves while its answers are written (broken pipe,
+        reset) is ordinary: the connection ends and is reported DONE, with
+        no traceback on stderr."""
+        self.start(HTTP_APP)
+        f = self.fake
+        (s,) = f.conn([3])
+        f.recv(ACK)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 2000)  # pipelined, never read
+        s.close()
+        self.assertEqual(f.recv(DONE), ids_msg(DONE, [3]))
+        f.send(header(DRAIN))
+        code, out, err = self.finish()
+        self.assertEqual((code, out), (0, "served\n"), err)
+        self.assertNotIn("Traceback", err)
+        self.assertNotIn("Error", err)
+
     def test_wsgi(self):
         self.start(WSGI_APP)
         f = self.fake
