@@ -233,12 +233,12 @@ endef
 # under ASan+UBSan when the compiler has them.
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 20
-FUZZ_TARGETS := config proto ctl state
+FUZZ_TARGETS := config proto ctl state httphead
 FUZZ_O := build/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS := -std=gnu11 -Wall -Wextra -g -O1 $(FUZZ_SAN) -D_GNU_SOURCE -Icommon -Iworker -Isupervisor \
 	$(shell pkg-config --cflags inih 2>/dev/null)
-FUZZ_LIB_SRC := $(COMMON_SRC) $(wildcard supervisor/config*.c) supervisor/state.c
+FUZZ_LIB_SRC := $(COMMON_SRC) $(wildcard supervisor/config*.c) supervisor/state.c supervisor/httphead.c
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_O)/fuzz_%)
 REPLAY_O := build/fuzz-replay
 REPLAY_BINS := $(FUZZ_TARGETS:%=$(REPLAY_O)/fuzz_%)

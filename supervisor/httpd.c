@@ -9,7 +9,8 @@
  * a connection before its first request is complete.  What the endpoint
  * must understand is small (GET or HEAD of three paths, no body), so it
  * owns its listening socket and accept loop, as the listeners and the
- * control socket do, and reads HTTP/1.x heads itself on bufferevents:
+ * control socket do, and reads HTTP/1.x heads itself on bufferevents (each
+ * line parsed by httphead.c, which is fuzzed on its own):
  *
  * - at most HTTPD_CLIENTS_MAX clients; a connection over that is closed as
  *   soon as it is accepted (an answer would race the client's request and
@@ -41,6 +42,7 @@
 #include "listener.h"
 #include "state.h"
 #include "config.h"
+#include "httphead.h"
 #include "log.h"
 #include "report.h"
 #include "util.h"
@@ -52,22 +54,14 @@
 #define HTTPD_RETRY_MS 100
 #define HTTPD_REFUSED_LOG_MS 10000 /* at most one "too many clients" line per */
 
-enum method { M_NONE, M_GET, M_HEAD, M_OTHER, M_UNKNOWN };
-enum route { R_BAD, R_METRICS, R_HEALTHZ, R_READYZ, R_NOTFOUND };
-
 struct client {
 	LIST_ENTRY(client) link;
 	struct bufferevent *bev;
 	struct event *ev_deadline;
 	size_t head;     /* bytes of this request's head read so far */
-	int in_headers;  /* its request line is read */
 	int writing;     /* its answer is going out: read nothing more */
 	int close_after; /* close once that answer is written */
-	/* the request */
-	enum method method;
-	enum route route;
-	int minor; /* HTTP/1.minor */
-	int conn_close, conn_keepalive, has_body;
+	struct http_head req;
 };
 
 static struct {
@@ -96,11 +90,8 @@ static void request_reset(struct client *c)
 {
 	struct timeval tv = {HTTPD_DEADLINE_SEC, 0};
 	c->head = 0;
-	c->in_headers = c->writing = c->close_after = 0;
-	c->method = M_NONE;
-	c->route = R_BAD;
-	c->minor = 1;
-	c->conn_close = c->conn_keepalive = c->has_body = 0;
+	c->writing = c->close_after = 0;
+	c->req = (struct http_head){.method = HM_NONE, .route = HR_BAD, .minor = 1};
 	evtimer_add(c->ev_deadline, &tv);
 }
 
@@ -128,13 +119,13 @@ static int answer(struct client *c, int code, const char *reason, const char *ty
 				"Content-Length: %zu\r\n"
 				"%s"
 				"\r\n",
-				c->minor, code, reason, type, extra ? extra : "", date,
+				c->req.minor, code, reason, type, extra ? extra : "", date,
 				evbuffer_get_length(body),
 				c->close_after	? "Connection: close\r\n"
-				: c->minor == 0 ? "Connection: keep-alive\r\n"
+				: c->req.minor == 0 ? "Connection: keep-alive\r\n"
 						: "") < 0)
 		return -1;
-	if (c->method != M_HEAD && evbuffer_add_buffer(out, body) < 0)
+	if (c->req.method != HM_HEAD && evbuffer_add_buffer(out, body) < 0)
 		return -1;
 	c->writing = 1;
 	bufferevent_disable(c->bev, EV_READ);
@@ -176,19 +167,19 @@ static int serve(struct client *c)
 {
 	char line[512];
 
-	c->close_after = c->minor == 0 ? !c->conn_keepalive : c->conn_close;
-	if (c->has_body)
+	c->close_after = c->req.minor == 0 ? !c->req.conn_keepalive : c->req.conn_close;
+	if (c->req.has_body)
 		return reject(c, 413);
-	if (c->method == M_OTHER)
+	if (c->req.method == HM_OTHER)
 		return text_answer(c, 405, "Method Not Allowed", "method not allowed: GET or HEAD",
 				   "Allow: GET, HEAD\r\n");
-	if (c->method == M_UNKNOWN)
+	if (c->req.method == HM_UNKNOWN)
 		return text_answer(c, 501, "Not Implemented", "not implemented: GET or HEAD",
 				   "Allow: GET, HEAD\r\n");
-	switch (c->route) {
-	case R_BAD:
+	switch (c->req.route) {
+	case HR_BAD:
 		return reject(c, 400);
-	case R_METRICS: {
+	case HR_METRICS: {
 		struct evbuffer *body = evbuffer_new();
 		if (!body)
 			return -1;
@@ -197,10 +188,10 @@ static int serve(struct client *c)
 		evbuffer_free(body);
 		return rc;
 	}
-	case R_HEALTHZ:
+	case HR_HEALTHZ:
 		return text_answer(c, 200, "OK", batond.shutting_down ? "ok (shutting down)" : "ok",
 				   NULL);
-	case R_READYZ: {
+	case HR_READYZ: {
 		char counts[448];
 		int ready = report_readiness(counts, sizeof(counts));
 		if (batond.shutting_down)
@@ -210,113 +201,10 @@ static int serve(struct client *c)
 		return text_answer(c, ready ? 200 : 503, ready ? "OK" : "Service Unavailable", line,
 				   NULL);
 	}
-	case R_NOTFOUND:
+	case HR_NOTFOUND:
 		break;
 	}
 	return text_answer(c, 404, "Not Found", "not found: try /metrics, /healthz or /readyz", NULL);
-}
-
-static enum route route_of(const char *target)
-{
-	size_t scheme = strncasecmp(target, "http://", 7) == 0	  ? 7
-			: strncasecmp(target, "https://", 8) == 0 ? 8
-								  : 0;
-	const char *path = target;
-	if (scheme) {
-		path = strchr(target + scheme, '/');
-		if (!path)
-			path = "/";
-	} else if (target[0] != '/') {
-		return R_BAD;
-	}
-	size_t len = strcspn(path, "?#");
-	static const struct {
-		const char *path;
-		enum route route;
-	} routes[] = {{"/metrics", R_METRICS}, {"/healthz", R_HEALTHZ}, {"/readyz", R_READYZ}};
-	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
-		if (strlen(routes[i].path) == len && strncmp(path, routes[i].path, len) == 0)
-			return routes[i].route;
-	return R_NOTFOUND;
-}
-
-/* "METHOD SP request-target SP HTTP/1.x": 0, or the status to reject with. */
-static int parse_request_line(struct client *c, char *line)
-{
-	static const char *const others[] = {"POST",	"PUT",	 "DELETE", "OPTIONS",
-					     "PATCH", "TRACE", "CONNECT"};
-	char *sp1 = strchr(line, ' '), *sp2 = strrchr(line, ' ');
-	if (!sp1 || sp2 == sp1)
-		return 400;
-	*sp1 = *sp2 = '\0';
-	const char *method = line, *target = sp1 + 1, *version = sp2 + 1;
-
-	if (strncmp(version, "HTTP/", 5) != 0 || !isdigit((unsigned char)version[5]) ||
-	    version[6] != '.' || !isdigit((unsigned char)version[7]) || version[8])
-		return 400;
-	if (version[5] != '1')
-		return 505;
-	c->minor = version[7] == '0' ? 0 : 1;
-	if (!target[0] || strpbrk(target, " \t"))
-		return 400;
-	size_t mlen = strlen(method);
-	if (mlen == 0 || mlen > 16)
-		return 400;
-	for (size_t i = 0; i < mlen; i++)
-		if (method[i] < 'A' || method[i] > 'Z')
-			return 400;
-	if (strcmp(method, "GET") == 0) {
-		c->method = M_GET;
-	} else if (strcmp(method, "HEAD") == 0) {
-		c->method = M_HEAD;
-	} else {
-		c->method = M_UNKNOWN;
-		for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
-			if (strcmp(method, others[i]) == 0)
-				c->method = M_OTHER;
-	}
-	c->route = route_of(target);
-	return 0;
-}
-
-/* Does the comma-separated list value hold token (any case)? */
-static int has_token(const char *value, const char *token)
-{
-	size_t tl = strlen(token);
-	for (const char *p = value; *p;) {
-		p += strspn(p, " \t,");
-		size_t n = strcspn(p, ",");
-		size_t t = n;
-		while (t > 0 && (p[t - 1] == ' ' || p[t - 1] == '\t'))
-			t--;
-		if (t == tl && strncasecmp(p, token, tl) == 0)
-			return 1;
-		p += n;
-	}
-	return 0;
-}
-
-/* One "Name: value" line; only what decides the answer is kept.  0 or -1. */
-static int parse_header(struct client *c, char *line)
-{
-	char *colon = strchr(line, ':');
-	/* no name, or whitespace in it (obsolete line folding included) */
-	if (!colon || colon == line || strcspn(line, " \t") < (size_t)(colon - line))
-		return -1;
-	*colon = '\0';
-	const char *value = colon + 1;
-	if (strcasecmp(line, "Connection") == 0) {
-		c->conn_close |= has_token(value, "close");
-		c->conn_keepalive |= has_token(value, "keep-alive");
-	} else if (strcasecmp(line, "Content-Length") == 0) {
-		value += strspn(value, " \t");
-		size_t zeros = strspn(value, "0");
-		if (zeros == 0 || value[zeros + strspn(value + zeros, " \t")])
-			c->has_body = 1; /* not 0: a body, or nonsense */
-	} else if (strcasecmp(line, "Transfer-Encoding") == 0) {
-		c->has_body = 1;
-	}
-	return 0;
 }
 
 /*
@@ -355,21 +243,14 @@ static void on_read(struct bufferevent *bev, void *arg)
 		int r = next_line(c, line, &len), rc = 0;
 		if (r == 0)
 			return;
-		if (r < 0)
-			rc = reject(c, c->in_headers ? 431 : 414);
-		else if (strlen(line) != len) /* a NUL byte */
-			rc = reject(c, 400);
-		else if (!c->in_headers && len == 0)
-			continue; /* empty lines before a request are allowed */
-		else if (!c->in_headers) {
-			int code = parse_request_line(c, line);
-			c->in_headers = 1;
-			if (code)
+		if (r < 0) {
+			rc = reject(c, c->req.in_headers ? 431 : 414);
+		} else {
+			int code = http_head_line(&c->req, line, len);
+			if (code == 1)
+				rc = serve(c);
+			else if (code)
 				rc = reject(c, code);
-		} else if (len == 0) {
-			rc = serve(c);
-		} else if (parse_header(c, line) < 0) {
-			rc = reject(c, 400);
 		}
 		if (rc < 0) {
 			log_warn("http endpoint: out of memory, closing a client");

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write the hand-made seeds of tests/fuzz/corpus/{config,proto,ctl,state}/.
+"""Write the hand-made seeds of tests/fuzz/corpus/{config,proto,ctl,state,httphead}/.
 
 Run from anywhere: python3 tests/fuzz/seeds.py.  Seeds are named
 seed-*; crash regressions found by the fuzzers are kept next to them as
@@ -507,8 +507,38 @@ def state_seeds():
     write("state", "high-byte", sealed(body + b"+x\nk caf\xc3\xa9\n"))
 
 
+# ---- the HTTP endpoint's request heads (supervisor/httphead.c) ----
+
+def httphead_seeds():
+    heads = {
+        "get-metrics": b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+        "head-readyz-query": b"HEAD /readyz?a=b#c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "absolute-form": b"GET http://h:9180/healthz HTTP/1.0\n\n",
+        "leading-empty-lines": b"\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n",
+        "keepalive-10": b"GET /healthz HTTP/1.0\r\nConnection: Keep-Alive, close\r\n\r\n",
+        "content-length-zero": b"GET / HTTP/1.1\r\nContent-Length:  000 \r\n\r\n",
+        "content-length": b"GET / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+        "chunked": b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "folded": b"GET / HTTP/1.1\r\n folded: x\r\n\r\n",
+        "no-colon": b"GET / HTTP/1.1\r\nNoColon\r\n\r\n",
+        "nul": b"GET /he\0lthz HTTP/1.1\r\n\r\n",
+        "http2": b"GET / HTTP/2.0\r\n\r\n",
+        "no-version": b"GET /x\r\n\r\n",
+        "other-method": b"DELETE /healthz HTTP/1.1\r\n\r\n",
+        "unknown-method": b"BREW /pot HTTP/1.1\r\n\r\n",
+        "lowercase-method": b"get / HTTP/1.1\r\n\r\n",
+        "double-space": b"GET  / HTTP/1.1\r\n\r\n",
+        "asterisk": b"OPTIONS * HTTP/1.1\r\n\r\n",
+        "pipelined": b"GET /healthz HTTP/1.1\r\n\r\nGET /metrics HTTP/1.1\r\n\r\n",
+        "unfinished": b"GET /metrics HTTP/1.1\r\nHost: x",
+    }
+    for name, data in heads.items():
+        write("httphead", name, data)
+
+
 if __name__ == "__main__":
     proto_seeds()
     ctl_seeds()
     config_seeds()
     state_seeds()
+    httphead_seeds()
