@@ -60,9 +60,15 @@ void dispatch_conn_free(struct conn *c)
 	}
 }
 
+/* Running, healthy and reachable: its capacity counts. */
+static int takes_work(const struct worker *w)
+{
+	return w->state == WS_RUNNING && !w->broken && w->chan >= 0;
+}
+
 uint32_t dispatch_credit(const struct worker *w)
 {
-	if (w->state != WS_RUNNING || w->broken || w->chan < 0)
+	if (!takes_work(w))
 		return 0;
 	uint64_t used = (uint64_t)w->queued + w->inflight + w->active;
 	return used < w->capacity ? (uint32_t)(w->capacity - used) : 0;
@@ -207,10 +213,9 @@ static int enough_credit(struct program *p)
 	uint64_t capacity = 0, free = 0;
 	struct worker *w;
 	TAILQ_FOREACH(w, &p->workers, link) {
-		uint32_t c = dispatch_credit(w);
-		if (c || (w->state == WS_RUNNING && !w->broken && w->chan >= 0))
+		if (takes_work(w))
 			capacity += w->capacity;
-		free += c;
+		free += dispatch_credit(w);
 	}
 	uint64_t need = capacity / 2 < RESUME_CREDIT ? capacity / 2 : RESUME_CREDIT;
 	return free >= (need ? need : 1);

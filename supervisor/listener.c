@@ -313,6 +313,17 @@ static void accept_ready(evutil_socket_t fd, short what, void *arg)
 		listener_hooks.accept(arg);
 }
 
+/* An out-of-fds episode is over once SHORT_QUIET_MS passed since its last
+ * failed accept: said when the next accept, good or failed, notices. */
+static void short_over(struct listener *l, uint64_t now)
+{
+	if (!l->short_since_ms || now - l->short_last_ms < SHORT_QUIET_MS)
+		return;
+	log_info("accept resumed listener=%s out_of_fds_ms=%llu failures=%u", l->cfg.name,
+		 (unsigned long long)(l->short_last_ms - l->short_since_ms), l->short_failures);
+	l->short_since_ms = 0;
+}
+
 int listener_accept(struct listener *l, char *peer, size_t peerlen)
 {
 	struct sockaddr_storage ss;
@@ -333,6 +344,7 @@ int listener_accept(struct listener *l, char *peer, size_t peerlen)
 			 * now and then within one: an ACK frees an fd), and once
 			 * more when it is over. */
 			uint64_t now = now_ms();
+			short_over(l, now);
 			if (!l->short_since_ms) {
 				log_warn("accept paused listener=%s error=\"%s\" retry_ms=%d",
 					 l->cfg.name, strerror(e), EMFILE_RETRY_MS);
@@ -351,11 +363,8 @@ int listener_accept(struct listener *l, char *peer, size_t peerlen)
 		errno = e;
 		return -1;
 	}
-	if (l->short_since_ms && now_ms() - l->short_last_ms >= SHORT_QUIET_MS) {
-		log_info("accept resumed listener=%s out_of_fds_ms=%llu failures=%u", l->cfg.name,
-			 (unsigned long long)(l->short_last_ms - l->short_since_ms), l->short_failures);
-		l->short_since_ms = 0;
-	}
+	if (l->short_since_ms)
+		short_over(l, now_ms());
 	if (l->tcp) {
 		addr_format((struct sockaddr *)&ss, len, peer, peerlen);
 	} else {

@@ -25,7 +25,8 @@ struct listener {
 	int paused;       /* no credit: not polling */
 	int out_of_fds;   /* EMFILE/ENFILE: waiting on ev_retry */
 	/* Out of fds: the episode's first and last failed accept (0: none),
-	 * and how many; over after an accept SHORT_QUIET_MS after the last. */
+	 * and how many; over after an accept SHORT_QUIET_MS after the last.
+	 * Only for the log: a reexec starts without one. */
 	uint64_t short_since_ms, short_last_ms;
 	uint32_t short_failures;
 	int tcp;          /* TCP: the TCP options are set on it (accepted sockets inherit them) */

@@ -485,8 +485,11 @@ queue_timeout = 60s
     st = status(b)
     assert program(st, "echo")["workers"][0]["conns"] == 2
     assert next(l for l in st["listeners"] if l["name"] == "echo")["paused"], st
+    pauses = metrics(b)['baton_listener_pauses_total{listener="echo"}']
+    assert pauses >= 1
     code, out, err = ctl(b, "reexec", "--binary", NEXT)
     assert code == 0, (out, err, b.tail())
+    assert metrics(b)['baton_listener_pauses_total{listener="echo"}'] >= pauses  # no reset
     # the old worker drains (it keeps the two held connections); the new
     # one takes the queue
     old = worker_pids(b)

@@ -1,7 +1,8 @@
 /*
  * Unix socket files (supervisor/listener.c): bound with mode 0, opened up
  * only on the file batond bound, and never through what was put in its
- * place (a symlink to a root file, another socket, nothing).
+ * place (a symlink to a root file, another socket, nothing).  And running
+ * out of fds: logged once per episode, not per failed accept.
  */
 #include <fcntl.h>
 #include <setjmp.h>
@@ -16,8 +17,14 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
 
+#include "batond.h"
 #include "listener.h"
+#include "log.h"
 
 static char dir[64], path[128], target[128], moved[128];
 
@@ -169,12 +176,113 @@ static void test_other_files_refused(void **state)
 	close(other);
 }
 
+/* How many times text stands in the file at p. */
+static int count_in(const char *p, const char *text)
+{
+	char buf[8192];
+	int fd = open(p, O_RDONLY | O_CLOEXEC), n = 0;
+	assert_true(fd >= 0);
+	ssize_t len = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	assert_true(len >= 0);
+	buf[len] = '\0';
+	for (const char *at = buf; (at = strstr(at, text)); at++)
+		n++;
+	return n;
+}
+
+/* Accept with no fd number left under the soft limit: EMFILE. */
+static void accept_out_of_fds(struct listener *l)
+{
+	struct rlimit saved, low;
+	char peer[80];
+	int lowest = dup(0);
+	assert_true(lowest >= 0);
+	close(lowest); /* every fd under it is open */
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+	low = saved;
+	low.rlim_cur = (rlim_t)lowest;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	errno = 0;
+	int fd = listener_accept(l, peer, sizeof(peer));
+	int e = errno;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+	assert_int_equal(fd, -1);
+	assert_int_equal(e, EMFILE);
+}
+
+static void accept_one(struct listener *l)
+{
+	char peer[80];
+	int fd = listener_accept(l, peer, sizeof(peer));
+	assert_true(fd >= 0);
+	assert_memory_equal(peer, "127.0.0.1:", 10);
+	close(fd);
+}
+
+/* "accept paused" once per episode of failed accepts, "accept resumed"
+ * once the next accept, good or failed, comes a quiet second after the
+ * last failure; an episode left open by a listener nobody used since is
+ * closed by the next failure, which starts a new one. */
+static void test_out_of_fds_episodes(void **state)
+{
+	char logpath[160], err[200];
+	struct cfg_listener cfg;
+	struct sockaddr_in sin;
+	socklen_t sl = sizeof(sin);
+	int clients[5];
+	(void)state;
+
+	snprintf(logpath, sizeof(logpath), "%s/batond.log", dir);
+	assert_int_equal(log_open_file(logpath, err, sizeof(err)), 0);
+	batond.base = event_base_new();
+	assert_non_null(batond.base);
+	memset(&cfg, 0, sizeof(cfg));
+	snprintf(cfg.name, sizeof(cfg.name), "web");
+	assert_int_equal(addr_parse("tcp:127.0.0.1:0", &cfg.addr, err, sizeof(err)), 0);
+	cfg.backlog = 16;
+	cfg.tcp_nodelay = 1;
+	struct listener *l = listener_new(&cfg, err, sizeof(err));
+	assert_non_null(l);
+	assert_int_equal(getsockname(l->fd, (struct sockaddr *)&sin, &sl), 0);
+	for (int i = 0; i < 5; i++) { /* waiting in the backlog */
+		clients[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		assert_int_equal(connect(clients[i], (struct sockaddr *)&sin, sl), 0);
+	}
+
+	accept_out_of_fds(l);
+	accept_out_of_fds(l);
+	assert_int_equal(count_in(logpath, "accept paused listener=web"), 1);
+	accept_one(l); /* within the quiet second: the episode goes on */
+	assert_int_equal(count_in(logpath, "accept resumed"), 0);
+	l->short_since_ms -= 2000; /* as if a second and more had passed */
+	l->short_last_ms -= 2000;
+	accept_one(l);
+	assert_int_equal(count_in(logpath, "accept resumed listener=web out_of_fds_ms=0 failures=2"), 1);
+
+	accept_out_of_fds(l); /* a new episode */
+	l->short_since_ms -= 2000;
+	l->short_last_ms -= 2000;
+	accept_out_of_fds(l); /* nothing was accepted meanwhile: it ends the old one */
+	assert_int_equal(count_in(logpath, "accept resumed listener=web out_of_fds_ms=0 failures=1"), 1);
+	assert_int_equal(count_in(logpath, "accept paused listener=web"), 3);
+
+	for (int i = 0; i < 5; i++)
+		close(clients[i]);
+	listener_free(l);
+	event_base_free(batond.base);
+	batond.base = NULL;
+	log_close_file();
+	unlink(logpath);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_bind_mode_0_then_set, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_symlink_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_other_files_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_out_of_fds_episodes, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
