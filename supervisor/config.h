@@ -26,6 +26,7 @@ struct cfg_baton {
 	int control_group_line; /* of the control_group key, for errors */
 	int control_group_write;
 	enum log_level log_level;
+	int batch_scheduling;
 	char log_file[CFG_STR_MAX]; /* "" : stderr */
 	char http[CFG_STR_MAX]; /* "" : no HTTP endpoint */
 	struct addr http_addr;

@@ -35,6 +35,8 @@ const struct config_key config_keys[] = {
 	  "Also allow `control_group` members every other command (start, stop, scale...)."),
 	B("log_level", T_LEVEL, log_level, 0, 0, "info",
 	  "debug, info, warn or error."),
+	B("batch_scheduling", T_BOOL, batch_scheduling, 0, 0, "yes",
+	  "Run batond as SCHED_BATCH and its workers as SCHED_OTHER, so that on a busy machine batond does not preempt a worker each time one wakes it, and hands over connections in bigger batches (sched(7)). Only when batond starts as SCHED_OTHER: a policy set by the operator is kept."),
 	BR("log_file", T_STR, log_file, "",
 	   "Write batond's log to this file (appending; reopened on SIGUSR1, for logrotate) instead of stderr; empty: stderr.",
 	   "moving the log ('%s' to '%s')"),

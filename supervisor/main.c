@@ -21,6 +21,7 @@
 #include "config_keys.h"
 #include "command.h"
 #include "control.h"
+#include "cpusched.h"
 #include "httpd.h"
 #include "listener.h"
 #include "log.h"
@@ -423,6 +424,7 @@ int main(int argc, char **argv)
 		char rerr[512];
 		if (snapshot_restore(&st, &requester, &info, rerr, sizeof(rerr)) < 0)
 			restore_failed(rerr);
+		cpusched_apply(batond.baton.batch_scheduling);
 		state_free(&st);
 		crash_handlers(0);
 		close(restore_fd); /* read: the old image is not coming back */
@@ -435,6 +437,8 @@ int main(int argc, char **argv)
 		notify_pool_changed();
 		reexec_restored(requester, &info, restore_error);
 	} else {
+		cpusched_init(-1);
+		cpusched_apply(cfg.baton.batch_scheduling);
 		setup(&cfg);
 		struct program *p;
 		TAILQ_FOREACH(p, &batond.programs, link)

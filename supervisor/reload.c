@@ -12,6 +12,7 @@
 #include "batond.h"
 #include "config.h"
 #include "config_keys.h"
+#include "cpusched.h"
 #include "dispatch.h"
 #include "listener.h"
 #include "log.h"
@@ -206,6 +207,12 @@ int reload_describe(const struct reload_plan *plan, struct evbuffer *out)
 				    log_level_name(plan->cfg.baton.log_level));
 		n++;
 	}
+	if (plan->cfg.baton.batch_scheduling != batond.baton.batch_scheduling) {
+		evbuffer_add_printf(out, "batch_scheduling: %s -> %s\n",
+				    batond.baton.batch_scheduling ? "yes" : "no",
+				    plan->cfg.baton.batch_scheduling ? "yes" : "no");
+		n++;
+	}
 	if (!n)
 		evbuffer_add_printf(out, "nothing to change\n");
 	return n;
@@ -242,6 +249,8 @@ int reload_apply(struct reload_plan *plan,
 	 * listeners have someone to feed. */
 	if (plan->log_level_changed)
 		log_set_level(plan->cfg.baton.log_level);
+	if (plan->cfg.baton.batch_scheduling != batond.baton.batch_scheduling)
+		cpusched_apply(plan->cfg.baton.batch_scheduling);
 	batond.baton = plan->cfg.baton;
 	if (reload_hooks.baton)
 		reload_hooks.baton(&batond.baton);

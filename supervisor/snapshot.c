@@ -12,6 +12,7 @@
 #include "config.h"
 #include "config_keys.h"
 #include "control.h"
+#include "cpusched.h"
 #include "dispatch.h"
 #include "httpd.h"
 #include "listener.h"
@@ -41,6 +42,7 @@ void snapshot_save(struct state_out *o, const struct reply *requester, int final
 	state_str(o, "config_path", batond.config_path);
 	for (int i = 0; i < 4; i++)
 		state_u64(o, stat_names[i], *stat_of(i));
+	state_u64(o, "sched_base", (uint64_t)cpusched_base());
 	state_record(o, "baton", 1);
 	config_save_section(o, S_BATON, &batond.baton);
 	state_record(o, "log", 1);
@@ -119,9 +121,17 @@ int snapshot_check(const struct state *st, char *err, size_t errlen)
 
 static int restore_batond(const struct state_rec *r, char *err, size_t errlen)
 {
+	uint64_t base = UINT64_MAX; /* absent: an image that never changed it */
 	for (int i = 0; i < 4; i++)
 		if (state_opt_u64(r, stat_names[i], stat_of(i), err, errlen) < 0)
 			return -1;
+	if (state_opt_u64(r, "sched_base", &base, err, errlen) < 0)
+		return -1;
+	if (base != UINT64_MAX && base > INT_MAX) {
+		snprintf(err, errlen, "batond: bad sched_base %llu", (unsigned long long)base);
+		return -1;
+	}
+	cpusched_init(base == UINT64_MAX ? -1 : (int)base);
 	return 0;
 }
 

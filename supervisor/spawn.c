@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "cpusched.h"
 
 /*
  * Variables that describe batond's own session, not the worker's: a worker
@@ -292,6 +293,11 @@ static void exec_worker(const struct cfg_program *cfg, int slot, int gen, int ch
 	char **env = spawn_env(environ, cfg, pw, slot, gen, outfd[0] < 0 || outfd[1] < 0);
 	if (!env)
 		fail(cfg, slot, "environment: %s", strerror(errno));
+	/* batond's own SCHED_BATCH is not the worker's to inherit (a worker
+	 * left with it is slower to wake, not broken: say so and go on). */
+	if (cpusched_child() < 0)
+		dprintf(2, "baton: worker %s:%d: cannot leave batond's SCHED_BATCH: %s\n",
+			cfg->name, slot, strerror(errno));
 	if (pw)
 		become_user(cfg, slot, pw);
 	/* As the worker's user: a directory it may not enter is refused. */

@@ -21,6 +21,10 @@ Figures are printed against their goals, never asserted.
 Then (BENCH_UPGRADE=0 skips it) the same load through batond while
 `batonctl upgrade web` runs once a second, against the steady figures.
 
+Then (BENCH_SCHED=0 skips it) the new-connection load through a batond
+with `batch_scheduling = no`, against the default (yes): req/s, latency
+and CPU per connection of batond and of its workers.
+
 Then (BENCH_HELD=0 skips it) batond's memory: resident set size at idle
 and while workers hold BENCH_HELD open keep-alive connections, against
 the targets (8 MiB idle, 16 MiB at 10,000 connections).
@@ -30,7 +34,7 @@ that does not start, batond not stopping cleanly) raises.
 
 Environment: BATON_BIN (binaries), BENCH_SECONDS (per wrk run, default
 5), BENCH_CONNS (wrk connections, default 50), BENCH_WORKERS (default 2),
-BENCH_UPGRADE (default 1), BENCH_HELD (default 10000).
+BENCH_UPGRADE (default 1), BENCH_SCHED (default 1), BENCH_HELD (default 10000).
 """
 import os
 import re
@@ -49,6 +53,7 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 CONNS = int(os.environ.get("BENCH_CONNS", "50"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 UPGRADE = os.environ.get("BENCH_UPGRADE", "1") != "0"
+SCHED = os.environ.get("BENCH_SCHED", "1") != "0"
 HELD = int(os.environ.get("BENCH_HELD", "10000"))
 MIB = 1024 * 1024
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -206,14 +211,16 @@ def under_upgrades(b, port):
         t.join()
 
 
-def web_batond(td, workers, cap=None, nofile=None):
+def web_batond(td, workers, cap=None, nofile=None, baton=""):
     """batond serving one listener 'web' with `workers` baton-http workers;
-    cap: their capacity (and --capacity), nofile: the fd limit of all."""
+    cap: their capacity (and --capacity), nofile: the fd limit of all;
+    baton: more [baton] keys."""
     prog = f"command = @BIN@/baton-http --capacity {cap}\ncapacity = {cap}" if cap else \
         "command = @BIN@/baton-http"
     return Batond(td, f"""
 [baton]
 log_level = warn
+{baton}
 [listener:web]
 address = tcp:127.0.0.1:0
 program = web
@@ -237,6 +244,20 @@ def through_batond():
             res["upgrading"], res["upgrades"] = under_upgrades(b, port)
         assert b.stop() == 0
         return res
+    finally:
+        td.cleanup()
+
+
+def without_batch_scheduling():
+    """The new-connection load through a batond with batch_scheduling = no."""
+    td = TestDir()
+    try:
+        b = web_batond(td, WORKERS, baton="batch_scheduling = no")
+        pid = b.proc.pid
+        run = loaded(b.port("web"), True, {"batond": lambda: [pid], "workers": lambda: children(pid)},
+                     lambda: accepted_total(b.control))
+        assert b.stop() == 0
+        return run
     finally:
         td.cleanup()
 
@@ -395,6 +416,19 @@ def print_upgrades(b):
     table(rows)
 
 
+def print_sched(yes, no):
+    print("\nbatch_scheduling, new connection per request: batond as SCHED_BATCH (yes, the default) "
+          "against SCHED_OTHER (no);\nratio: yes / no")
+    rows = [["figure", "no", "yes", "ratio"]]
+    for what, key in (("req/s", "rps"), ("p50 latency", "p50"), ("p99 latency", "p99")):
+        rows.append([what, *cells_for(what, no[key], yes[key]), f"{yes[key] / no[key]:.2f}"])
+    for group in ("batond", "workers"):
+        n, y = cpu_per(no, group, NEW), cpu_per(yes, group, NEW)
+        rows.append([f"CPU µs/conn: {group}", f"{n:.1f}", f"{y:.1f}", f"{y / n:.2f}" if n else "-"])
+    rows.append(["errors", str(no["errors"]), str(yes["errors"]), ""])
+    table(rows)
+
+
 def print_memory(idle, held, peak):
     print(f"\nbatond memory (VmRSS): idle {idle / MIB:.1f} MiB (target < 8 MiB, "
           f"{idle / (8 * MIB):.2f} of it); {HELD} open connections held by the workers "
@@ -411,6 +445,8 @@ def main():
     print_cpu(d, b["steady"])
     if UPGRADE:
         print_upgrades(b)
+    if SCHED:
+        print_sched(b["steady"][NEW], without_batch_scheduling())
     if HELD:
         print_memory(*memory())
     return 1 if any(b.get("upgrades", [])) else 0

@@ -598,6 +598,7 @@ log_file = {td.path}/batond.file.log
 http = tcp:127.0.0.1:0
 control_mode = 0660
 control_group = nogroup
+batch_scheduling = no
 [listener:v4]
 address = tcp:127.0.0.1:0
 program = web

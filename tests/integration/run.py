@@ -36,6 +36,7 @@ import security_files_tests  # noqa: E402,F401  (planted output/log files, log l
 import security_ctl_tests  # noqa: E402,F401  (socket files swapped for symlinks, control client limits)
 import top_tests  # noqa: E402,F401  (batonctl top, in and out of a terminal; the Grafana dashboard)
 import security_spawn_tests  # noqa: E402,F401  (what a worker inherits: session, tty, environment, umask, directory, fds, capabilities)
+import sched_tests  # noqa: E402,F401  (batch_scheduling: batond SCHED_BATCH, workers SCHED_OTHER, across reload and reexec)
 
 def run(args, **kw):
     return subprocess.run(args, capture_output=True, text=True, timeout=30, **kw)

@@ -148,7 +148,7 @@ static const char full_ini[] =
 	"control_mode = 0660\n"                              /* 4 */
 	"control_group = root\n"                             /* 5 */
 	"log_level = debug\n"                                /* 6 */
-	"\n"                                                 /* 7 */
+	"batch_scheduling = no\n"                            /* 7 */
 	"[listener:web]\n"                                   /* 8 */
 	"address = tcp:127.0.0.1:8080\n"                     /* 9 */
 	"program = app\n"                                    /* 10 */
@@ -214,6 +214,7 @@ static void test_full_valid(void **state)
 	assert_int_equal(cfg->baton.control_mode, 0660);
 	assert_string_equal(cfg->baton.control_group, "root");
 	assert_int_equal(cfg->baton.log_level, LOGL_DEBUG);
+	assert_int_equal(cfg->baton.batch_scheduling, 0);
 
 	assert_int_equal(cfg->nlisteners, 3);
 	assert_int_equal(cfg->nprograms, 2);
@@ -324,6 +325,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg->baton.control_mode, 0600);
 	assert_string_equal(cfg->baton.control_group, "");
 	assert_int_equal(cfg->baton.log_level, LOGL_INFO);
+	assert_int_equal(cfg->baton.batch_scheduling, 1);
 	assert_string_equal(cfg->baton.http, "");
 	assert_string_equal(cfg->baton.log_file, "");
 
@@ -1139,6 +1141,7 @@ static void test_reference(void **state)
 {
 	static const char *const keys[] = {
 		"control", "control_mode", "control_group", "control_group_write", "log_level",
+		"batch_scheduling",
 		"log_file", "http",
 		"address", "program", "backlog", "mode", "owner", "tcp_nodelay",
 		"tcp_keepalive", "tcp_keepidle", "tcp_keepintvl", "tcp_keepcnt",
