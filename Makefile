@@ -21,7 +21,7 @@ SANITIZE ?=
 CC ?= cc
 PKGS := libevent inih
 DEB_BUILD := libevent-dev libinih-dev libcmocka-dev pkg-config
-DEB_TEST := curl wrk apache2-utils socat python3 iproute2 valgrind groff-base golang-go tmux
+DEB_TEST := curl wrk apache2-utils socat python3 iproute2 valgrind groff-base golang-go tmux strace
 DEB_FUZZ := clang
 
 ifeq ($(SANITIZE),1)
@@ -207,7 +207,7 @@ clean:
 deps:
 	@$(call need_pkgs,$(DEB_BUILD),pkg-config --exists $(PKGS) cmocka)
 deps-test:
-	@$(call need_pkgs,$(DEB_TEST),command -v curl && command -v wrk && command -v ab && command -v socat && command -v python3 && command -v ss && command -v valgrind && command -v groff && command -v go && command -v tmux)
+	@$(call need_pkgs,$(DEB_TEST),command -v curl && command -v wrk && command -v ab && command -v socat && command -v python3 && command -v ss && command -v valgrind && command -v groff && command -v go && command -v tmux && command -v strace)
 deps-fuzz:
 	@$(call need_pkgs,$(DEB_FUZZ),command -v $(FUZZ_CC))
 

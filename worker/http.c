@@ -12,6 +12,13 @@
  * does not read its responses stops being read and is then closed, and a
  * request must arrive in bounded time.
  *
+ * Each connection is read and written with MSG_DONTWAIT, whatever mode its
+ * fd is in (batond hands them over blocking): a new one is read at once (a
+ * request usually waits on it already), a response is sent as soon as it
+ * is made, and epoll is asked to wait only when a read or a write would
+ * block.  A keep-alive request costs a recv and a send, a new connection
+ * with its request already in often no epoll call at all.
+ *
  * Draining never races a client: a kept-alive connection is closed only
  * right after a response that said "Connection: close", so the next request
  * on each connection is still answered; idle ones stay open until the
@@ -19,7 +26,6 @@
  */
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <getopt.h>
 #include <netinet/in.h>
@@ -31,6 +37,7 @@
 #include <strings.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "baton.h"
@@ -47,9 +54,14 @@
 /* From the first byte of a request until its header is complete (and again
  * until its body is in): a client trickling bytes cannot hold a connection. */
 #define REQUEST_TIMEOUT_SEC 10
+/* Bytes read at a time (libevent's own limit for one read). */
+#define READ_MAX 4096
 
 struct hconn {
-	struct bufferevent *bev;
+	int fd;
+	struct evbuffer *in, *out;
+	struct event *ev_read;  /* polled while reading: IDLE_TIMEOUT_SEC without a byte ends it */
+	struct event *ev_write; /* polled while output waits: WRITE_TIMEOUT_SEC without progress ends it */
 	struct event *deadline; /* REQUEST_TIMEOUT_SEC for the request under way */
 	uint64_t id;
 	int from_baton;
@@ -74,20 +86,40 @@ static struct {
 	unsigned nconns;
 } app;
 
+/* Free h and what it holds; its fd is the caller's. */
+static void conn_free(struct hconn *h)
+{
+	/* Out of epoll before the close: batond may still hold a copy of
+	 * the fd, and a registration lives as long as any copy does. */
+	if (h->ev_read)
+		event_free(h->ev_read);
+	if (h->ev_write)
+		event_free(h->ev_write);
+	if (h->deadline)
+		event_free(h->deadline);
+	if (h->in)
+		evbuffer_free(h->in);
+	if (h->out)
+		evbuffer_free(h->out);
+	free(h);
+}
+
 static void conn_end(struct hconn *h)
 {
+	int fd = h->fd, done = h->from_baton;
+	uint64_t id = h->id;
+
 	LIST_REMOVE(h, link);
 	app.nconns--;
-	event_free(h->deadline);
 	/* A response that ends the connection: FIN now.  batond may still hold
 	 * its copy of the fd (it has not read our ACK yet), and a plain close
 	 * sends nothing while another copy is open. */
 	if (h->closing && h->from_baton)
-		shutdown(bufferevent_getfd(h->bev), SHUT_WR);
-	bufferevent_free(h->bev); /* closes the fd */
-	if (h->from_baton)
-		baton_done(app.baton, h->id);
-	free(h);
+		shutdown(fd, SHUT_WR);
+	conn_free(h);
+	close(fd);
+	if (done)
+		baton_done(app.baton, id);
 	if (app.draining && app.nconns == 0)
 		event_base_loopexit(app.base, NULL);
 }
@@ -95,7 +127,7 @@ static void conn_end(struct hconn *h)
 static void respond(struct hconn *h, int status, const char *reason,
 		    int head_only, const char *body, size_t body_len)
 {
-	struct evbuffer *out = bufferevent_get_output(h->bev);
+	struct evbuffer *out = h->out;
 	const char *conn = "";
 
 	/* An HTTP/1.0 client keeps the connection only if told so (RFC 9112 §9.3). */
@@ -313,16 +345,15 @@ static void serve(struct hconn *h, char *hdr, size_t hlen)
 
 /*
  * Serve the requests buffered on h until the input runs out, the output is
- * above OUTPUT_MAX (reading pauses until it is sent) or the connection is
- * closing.  May free h.
+ * above OUTPUT_MAX (reading pauses until all of it is sent) or the
+ * connection is closing.  Nothing while paused.
  */
-static void conn_process(struct hconn *h)
+static void conn_serve(struct hconn *h)
 {
-	struct evbuffer *in = bufferevent_get_input(h->bev);
-	struct evbuffer *out = bufferevent_get_output(h->bev);
+	struct evbuffer *in = h->in;
 	char hdr[HEADER_MAX + 1];
 
-	while (!h->closing) {
+	while (!h->closing && !h->paused) {
 		if (h->body_left) {
 			uint64_t n = evbuffer_get_length(in);
 			n = n < h->body_left ? n : h->body_left;
@@ -332,7 +363,7 @@ static void conn_process(struct hconn *h)
 				break;
 			evtimer_del(h->deadline); /* this request is all in */
 		}
-		if (evbuffer_get_length(out) > OUTPUT_MAX) {
+		if (evbuffer_get_length(h->out) > OUTPUT_MAX) {
 			h->paused = 1;
 			break;
 		}
@@ -360,52 +391,125 @@ static void conn_process(struct hconn *h)
 		hdr[hlen] = 0;
 		serve(h, hdr, hlen);
 	}
-	if (h->closing) {
-		/* Read no more; on_write ends the connection once flushed. */
-		bufferevent_disable(h->bev, EV_READ);
+	if (h->closing || h->paused) {
+		/* Closing: read no more.  Paused: the client is not reading, its
+		 * clock is the write timeout. */
 		evtimer_del(h->deadline);
-		if (evbuffer_get_length(out) == 0)
-			conn_end(h);
-		return;
-	}
-	if (h->paused) {
-		/* The client is not reading: its clock is the write timeout. */
-		bufferevent_disable(h->bev, EV_READ);
-		evtimer_del(h->deadline);
-		return;
-	}
-	/* Part of a request is here: it has REQUEST_TIMEOUT_SEC to complete. */
-	if ((h->body_left || evbuffer_get_length(in)) && !evtimer_pending(h->deadline, NULL)) {
+	} else if ((h->body_left || evbuffer_get_length(in)) && !evtimer_pending(h->deadline, NULL)) {
+		/* Part of a request is here: it has REQUEST_TIMEOUT_SEC to complete. */
 		struct timeval tv = {REQUEST_TIMEOUT_SEC, 0};
 		evtimer_add(h->deadline, &tv);
 	}
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+/* Send what is queued: 1 all of it, 0 the socket is full, -1 broken. */
+static int conn_send(struct hconn *h)
 {
-	(void)bev;
-	conn_process(arg);
-}
-
-static void on_write(struct bufferevent *bev, void *arg)
-{
-	struct hconn *h = arg;
-
-	if (h->closing) {
-		conn_end(h);
-	} else if (h->paused) {
-		/* All sent: read again, starting with what is already buffered. */
-		h->paused = 0;
-		bufferevent_enable(bev, EV_READ);
-		conn_process(h);
+	while (evbuffer_get_length(h->out)) {
+		struct evbuffer_iovec v[8];
+		struct iovec iov[8];
+		int n = evbuffer_peek(h->out, -1, NULL, v, 8);
+		if (n > 8)
+			n = 8;
+		for (int i = 0; i < n; i++)
+			iov[i] = (struct iovec){v[i].iov_base, v[i].iov_len};
+		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+		ssize_t w = sendmsg(h->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+		evbuffer_drain(h->out, (size_t)w);
 	}
+	return 1;
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
+/* Poll for what h waits for: input unless closing or paused, room in the
+ * socket while output waits.  Adding a pending event again costs nothing
+ * (and would restart its timeout): only changes reach epoll. */
+static void conn_poll(struct hconn *h)
 {
-	(void)bev;
-	(void)what; /* EOF, error, idle or write timeout: the connection is over */
-	conn_end(arg);
+	static const struct timeval idle = {IDLE_TIMEOUT_SEC, 0}, write = {WRITE_TIMEOUT_SEC, 0};
+	int reading = !h->closing && !h->paused;
+	int writing = evbuffer_get_length(h->out) > 0;
+
+	if (reading && !event_pending(h->ev_read, EV_READ, NULL))
+		event_add(h->ev_read, &idle);
+	else if (!reading && event_pending(h->ev_read, EV_READ, NULL))
+		event_del(h->ev_read);
+	if (writing && !event_pending(h->ev_write, EV_WRITE, NULL))
+		event_add(h->ev_write, &write);
+	else if (!writing && event_pending(h->ev_write, EV_WRITE, NULL))
+		event_del(h->ev_write);
+}
+
+/* Serve what is buffered and send the answers; then end the connection
+ * or poll for what comes next.  May free h. */
+static void conn_run(struct hconn *h)
+{
+	for (;;) {
+		conn_serve(h);
+		int sent = conn_send(h);
+		if (sent < 0 || (sent > 0 && h->closing)) {
+			conn_end(h);
+			return;
+		}
+		if (sent == 0 || !h->paused)
+			break;
+		h->paused = 0; /* all out: on with what is buffered */
+	}
+	conn_poll(h);
+}
+
+/* Read what the client sent (once) and serve it.  May free h. */
+static void conn_read(struct hconn *h)
+{
+	struct evbuffer_iovec v;
+	ssize_t n;
+
+	if (evbuffer_reserve_space(h->in, READ_MAX, &v, 1) < 1) {
+		conn_end(h);
+		return;
+	}
+	do
+		n = recv(h->fd, v.iov_base, v.iov_len < READ_MAX ? v.iov_len : READ_MAX, MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+		conn_poll(h); /* nothing yet (the reserved space is not added) */
+		return;
+	}
+	if (n < 0) {
+		conn_end(h); /* reset, or worse */
+		return;
+	}
+	if (n == 0) {
+		/* The client is done sending: no request can follow.  What it
+		 * already asked for is answered, then the connection ends. */
+		h->closing = 1;
+		conn_run(h);
+		return;
+	}
+	v.iov_len = (size_t)n;
+	evbuffer_commit_space(h->in, &v, 1);
+	conn_run(h);
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	if (what & EV_TIMEOUT)
+		conn_end(arg); /* idle for IDLE_TIMEOUT_SEC */
+	else
+		conn_read(arg);
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	if (what & EV_TIMEOUT)
+		conn_end(arg); /* nothing taken for WRITE_TIMEOUT_SEC */
+	else
+		conn_run(arg);
 }
 
 /* A request took longer than REQUEST_TIMEOUT_SEC to arrive. */
@@ -421,31 +525,30 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	} else {
 		fail(h, 408, "Request Timeout");
 	}
-	conn_process(h);
+	conn_run(h);
 }
 
 static void conn_new(int fd, uint64_t id, int from_baton)
 {
-	struct timeval idle = {IDLE_TIMEOUT_SEC, 0}, write = {WRITE_TIMEOUT_SEC, 0};
 	struct hconn *h = calloc(1, sizeof(*h));
 
-	/* No socket options: a connection from batond carries its listener's
-	 * (tcp_nodelay and the rest, as the operator set them); one accepted
-	 * here inherits TCP_NODELAY from the --listen socket. */
-	evutil_make_socket_nonblocking(fd);
+	/* No socket options and no fd flags: a connection from batond carries
+	 * its listener's options (tcp_nodelay and the rest, as the operator
+	 * set them), one accepted here inherits TCP_NODELAY from the --listen
+	 * socket, and every read and write says MSG_DONTWAIT itself. */
 	if (h) {
-		h->bev = bufferevent_socket_new(app.base, fd, BEV_OPT_CLOSE_ON_FREE);
+		h->fd = fd;
+		h->in = evbuffer_new();
+		h->out = evbuffer_new();
+		h->ev_read = event_new(app.base, fd, EV_READ | EV_PERSIST, on_readable, h);
+		h->ev_write = event_new(app.base, fd, EV_WRITE | EV_PERSIST, on_writable, h);
 		h->deadline = evtimer_new(app.base, on_deadline, h);
 	}
-	if (!h || !h->bev || !h->deadline) {
+	if (!h || !h->in || !h->out || !h->ev_read || !h->ev_write || !h->deadline) {
 		fprintf(stderr, "baton-http: out of memory, closing a connection\n");
-		if (h && h->bev)
-			bufferevent_free(h->bev); /* closes the fd */
-		else
-			close(fd);
-		if (h && h->deadline)
-			event_free(h->deadline);
-		free(h);
+		if (h)
+			conn_free(h);
+		close(fd);
 		if (from_baton)
 			baton_done(app.baton, id);
 		return;
@@ -454,11 +557,9 @@ static void conn_new(int fd, uint64_t id, int from_baton)
 	h->from_baton = from_baton;
 	LIST_INSERT_HEAD(&app.conns, h, link);
 	app.nconns++;
-	bufferevent_setcb(h->bev, on_read, on_write, on_event, h);
-	/* The idle timeout ends a silent connection; the write timeout one
-	 * whose client stopped reading (its output cannot drain). */
-	bufferevent_set_timeouts(h->bev, &idle, &write);
-	bufferevent_enable(h->bev, EV_READ);
+	/* The request is most often here already (from batond it always had
+	 * the time to come): read it now, not after a round through epoll. */
+	conn_read(h);
 }
 
 static void on_conn(struct baton *b, const struct baton_conn *c, void *arg)

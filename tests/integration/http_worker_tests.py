@@ -5,14 +5,18 @@ batond or listening by itself (--listen), over loopback only.
 
 The limits tested are the constants at the top of worker/http.c.
 """
+import collections
+import fcntl
 import os
 import re
 import select
+import shutil
+import signal
 import socket
 import subprocess
 import time
 
-from harness import Batond, bin_path, http_get, read_response, test, wait_until, web_config
+from harness import Batond, bin_path, http_get, read_response, skip, test, wait_until, web_config
 from upgrade_tests import ab_available, program, run_ab, status
 
 WRITE_TIMEOUT = 10    # WRITE_TIMEOUT_SEC
@@ -406,3 +410,123 @@ def http_worker_keeps_the_listeners_tcp_options(td):
     finally:
         client.close()
         server.close()
+
+
+class Strace:
+    """strace -p PID logging the given system calls, until stop()."""
+
+    def __init__(self, td, pid, calls):
+        if not shutil.which("strace"):
+            skip("strace is not installed (apt-get install strace)")
+        self.out = os.path.join(td.path, f"strace.{pid}.{len(os.listdir(td.path))}")
+        self.proc = td.spawn(["strace", "-qq", "-o", self.out, "-e", "trace=" + ",".join(calls),
+                              "-p", str(pid)], stderr=subprocess.DEVNULL)
+
+        def attached():
+            with open(f"/proc/{pid}/status") as f:
+                return int(re.search(r"^TracerPid:\s+(\d+)", f.read(), re.M).group(1)) != 0
+        wait_until(attached, 10, "strace attached")
+
+    def stop(self):
+        """{syscall: calls} made since the start."""
+        self.proc.send_signal(signal.SIGINT)  # strace detaches
+        self.proc.wait(10)
+        with open(self.out) as f:
+            return collections.Counter(m.group(1) for m in re.finditer(r"^(\w+)\(", f.read(), re.M))
+
+
+def handed_with_request_waiting(td, cid, request):
+    """A fake batond, a baton-http worker behind it and a TCP connection
+    whose client has sent request before the handoff: (worker, client,
+    server copy), not yet handed."""
+    from go_worker_tests import READY, FakeBatond
+    w = FakeBatond(td, bin_path("baton-http"))
+    w.recv(READY)
+    with socket.create_server(("127.0.0.1", 0)) as ls:
+        client = socket.create_connection(ls.getsockname(), timeout=5)
+        server, _ = ls.accept()
+    client.sendall(request)
+    assert select.select([server], [], [], 5)[0], "the request never reached the server socket"
+    return w, client, server
+
+
+def read_to_eof(s):
+    data = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            raise AssertionError(f"no EOF within the timeout after {data!r}")
+        if not chunk:
+            return data
+        data += chunk
+
+
+@test
+def http_worker_serves_a_waiting_request_without_polling(td):
+    """A connection whose request is already in when batond hands it over
+    (the usual case: the client sent it while batond accepted) is read at
+    once, answered and closed with no epoll_ctl at all, and baton-http sets
+    no fd flag on it (every read and write says MSG_DONTWAIT itself): the
+    test is batond and keeps its copy, and its copy is still blocking."""
+    from go_worker_tests import ACK, DONE, conn_msg
+    w, client, server = handed_with_request_waiting(
+        td, 11, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    try:
+        trace = Strace(td, w.proc.pid, ["epoll_ctl", "fcntl", "ioctl", "recvfrom", "readv", "writev"])
+        w.send(conn_msg([(11, b"v4", b"127.0.0.1:5555")]), [server.fileno()])
+        w.recv(ACK)
+        data = read_to_eof(client)
+        assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"hello from baton\n"), data
+        w.recv(DONE)
+        calls = trace.stop()
+        assert calls["epoll_ctl"] == 0 and calls["fcntl"] == 0 and calls["ioctl"] == 0, calls
+        assert calls["recvfrom"] == 1 and calls["readv"] == 0 and calls["writev"] == 0, calls
+        assert fcntl.fcntl(server.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK == 0
+        print(f"    handed over with its request in: {dict(calls)}")
+    finally:
+        client.close()
+        server.close()
+
+
+@test
+def http_worker_keepalive_request_is_one_recv_and_one_send(td):
+    """On a kept-alive connection each request costs baton-http one read
+    and one write: no epoll_ctl (the connection stays polled for input, the
+    answer goes out at once instead of waiting for EPOLLOUT), no FIONREAD."""
+    client, server = handed_over(td, 13)
+    pid = [p for p in td.procs if hasattr(p, "errpath")][-1].proc.pid
+    try:
+        client.sendall(REQ)
+        assert read_response(client)[0] == 200  # from here on the worker polls it
+        trace = Strace(td, pid, ["epoll_ctl", "ioctl", "fcntl", "recvfrom", "sendmsg", "readv", "writev"])
+        for _ in range(200):
+            client.sendall(REQ)
+            assert read_response(client)[0] == 200
+        calls = trace.stop()
+        assert calls["epoll_ctl"] == 0 and calls["ioctl"] == 0 and calls["fcntl"] == 0, calls
+        assert calls["readv"] == 0 and calls["writev"] == 0, calls
+        assert 200 <= calls["recvfrom"] <= 210, calls
+        assert 200 <= calls["sendmsg"] <= 210, calls  # and a heartbeat a second
+        print(f"    200 kept-alive requests: {dict(calls)}")
+    finally:
+        client.close()
+        server.close()
+
+
+@test
+def http_worker_answers_a_client_that_half_closes(td):
+    """A client that sends its requests and then shuts its write side down
+    (printf ... | nc) gets every answer, then EOF; directly and behind
+    batond."""
+    b = Batond(td, web_config(workers=1), wait_ready=1)
+    d = Direct(td)
+    for addr in (("127.0.0.1", d.port), ("127.0.0.1", b.port("v4"))):
+        for i in range(20):
+            s = socket.create_connection(addr, timeout=5)
+            s.sendall(REQ * 2)
+            s.shutdown(socket.SHUT_WR)
+            data = read_to_eof(s)
+            s.close()
+            assert data.count(b"HTTP/1.1 200 ") == 2, (addr, i, data)
+    assert b.stop() == 0
