@@ -331,6 +331,53 @@ static void test_pick(void **state)
 	assert_ptr_equal(dispatch_pick(&f->p), a);
 }
 
+/* Connections of one wakeup go to the worker already being filled while it
+ * has less credit than the best by fewer than PICK_SLACK (16). */
+static void test_pick_fills_one_worker_a_wakeup(void **state)
+{
+	struct fx *f = *state;
+	struct worker *a = add_worker(f, 100, WS_RUNNING);
+	struct worker *b = add_worker(f, 100, WS_RUNNING);
+	struct worker *c = add_worker(f, 100, WS_RUNNING);
+
+	a->handed = 1; /* b and c tie, b first */
+	c->handed = 1;
+	int to_b = 0;
+	for (int i = 0; i < 40; i++) {
+		struct worker *w = dispatch_pick(&f->p);
+		assert_non_null(w);
+		if (i < 15)
+			assert_ptr_equal(w, b); /* 15 ahead of a and c: still b */
+		to_b += w == b;
+		w->queued++;
+	}
+	/* Nobody more than 16 ahead: the 16th went to a (its credit was best by
+	 * 16), then a filled up to b, then c, and so on. */
+	assert_true(to_b < 40 && to_b >= 15);
+	uint32_t lo = dispatch_credit(a), hi = lo;
+	struct worker *ws[] = {a, b, c};
+	for (int i = 0; i < 3; i++) {
+		uint32_t cr = dispatch_credit(ws[i]);
+		lo = cr < lo ? cr : lo;
+		hi = cr > hi ? cr : hi;
+	}
+	assert_true(hi - lo <= 16);
+
+	/* The next wakeup: outboxes sent, the batch goes to the one with the
+	 * most credit. */
+	a->inflight += a->queued;
+	b->inflight += b->queued;
+	c->inflight += c->queued;
+	a->queued = b->queued = c->queued = 0;
+	struct worker *w = dispatch_pick(&f->p);
+	assert_int_equal(dispatch_credit(w), hi);
+
+	/* A worker being filled that runs out of credit is left. */
+	a->queued = 1;
+	a->inflight = 99;
+	assert_ptr_not_equal(dispatch_pick(&f->p), a);
+}
+
 /* ---- sending: one CONN message for what was dispatched before a flush ---- */
 
 static void test_batch_one_message(void **state)
@@ -1163,6 +1210,7 @@ int main(void)
 		T(test_conn_new),
 		T(test_credit),
 		T(test_pick),
+		T(test_pick_fills_one_worker_a_wakeup),
 		T(test_batch_one_message),
 		T(test_batch_20),
 		T(test_accounting),
