@@ -353,6 +353,19 @@ def http_worker_direct_ab_keepalive(td):
     print("    ab -k against baton-http --listen: 1 and 200 requests, all kept alive, 0 failed")
 
 
+def read_to_eof(s):
+    """What s receives until EOF; fails at its timeout."""
+    data = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            raise AssertionError(f"no EOF within the timeout after {data!r}")
+        if not chunk:
+            return data
+        data += chunk
+
+
 def handed_over(td, cid):
     """baton-http alone, with the test as its batond: one TCP connection
     handed over and acknowledged, the test keeping its own copy of the
@@ -380,15 +393,7 @@ def http_worker_sends_fin_while_batond_holds_its_copy(td):
     client, server = handed_over(td, 7)
     try:
         client.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            try:
-                chunk = client.recv(4096)
-            except socket.timeout:
-                raise AssertionError(f"no EOF within 5 s after {data!r}")
-            if not chunk:
-                break
-            data += chunk
+        data = read_to_eof(client)  # within the client's 5 s timeout
         assert data.startswith(b"HTTP/1.1 200 ") and b"Connection: close\r\n" in data, data
     finally:
         client.close()
@@ -448,18 +453,6 @@ def handed_with_request_waiting(td, cid, request):
     client.sendall(request)
     assert select.select([server], [], [], 5)[0], "the request never reached the server socket"
     return w, client, server
-
-
-def read_to_eof(s):
-    data = b""
-    while True:
-        try:
-            chunk = s.recv(65536)
-        except socket.timeout:
-            raise AssertionError(f"no EOF within the timeout after {data!r}")
-        if not chunk:
-            return data
-        data += chunk
 
 
 @test
