@@ -47,10 +47,11 @@ void cpusched_apply(int batch)
 	if (base != SCHED_OTHER) {
 		/* Said once: the operator's policy is not ours to change. */
 		static int said;
-		if (batch && !said)
+		if (batch && !said) {
 			log_info("batch_scheduling: batond started with %s; keeping it (and its workers)",
 				 policy_name(base));
-		said = 1;
+			said = 1;
+		}
 		return;
 	}
 	if (sched_getscheduler(0) == want) {
