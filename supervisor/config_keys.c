@@ -52,7 +52,7 @@ const struct config_key config_keys[] = {
 	  "listen(2) backlog: clients the kernel holds while no worker has credit."),
 	L("mode", T_MODE, mode, 0, 0, "0666", "Unix only: file mode of the socket."),
 	L("owner", T_STR, owner, 0, 0, "",
-	  "Unix only: `user[:group]` to own the socket file."),
+	  "Unix only: `user[:group]` to own the socket file. Removed by a reload: the file's owner and group go back to what batond created it with."),
 	L("tcp_nodelay", T_BOOL, tcp_nodelay, 0, 0, "yes",
 	  "TCP only: TCP_NODELAY on accepted connections."),
 	L("tcp_keepalive", T_BOOL, tcp_keepalive, 0, 0, "no",

@@ -56,6 +56,7 @@ static struct {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	dev_t dev;
 	ino_t ino;
+	long long base_gid; /* the file's group after bind: without control_group; -1 unknown */
 	gid_t group;
 	int have_group, group_write;
 	unsigned mode;
@@ -438,6 +439,8 @@ int control_open(const struct cfg_baton *cfg, char *err, size_t errlen)
 		close(fd);
 		return -1;
 	}
+	long long base_uid;
+	listener_unix_base(un.sun_path, ctl.dev, ctl.ino, &base_uid, &ctl.base_gid);
 	ctl.fd = fd;
 	ctl.mode = cfg->control_mode;
 	snprintf(ctl.path, sizeof(ctl.path), "%s", un.sun_path);
@@ -464,13 +467,15 @@ void control_reconfigure(const struct cfg_baton *cfg)
 	struct group *gr = cfg->control_group[0] ? getgrnam(cfg->control_group) : NULL;
 	char why[200];
 
+	/* Without control_group (any more): the group bind gave the file, so
+	 * that a group removed from the config loses its access. */
+	gid_t gid = gr ? gr->gr_gid : ctl.base_gid >= 0 ? (gid_t)ctl.base_gid : (gid_t)-1;
+
 	ctl.have_group = gr != NULL;
 	ctl.group = gr ? gr->gr_gid : 0;
 	ctl.group_write = cfg->control_group_write;
-	if (ctl.mode == cfg->control_mode && !gr)
-		return;
-	if (listener_unix_set(ctl.path, ctl.dev, ctl.ino, (uid_t)-1, gr ? gr->gr_gid : (gid_t)-1,
-			      cfg->control_mode, why, sizeof(why)) < 0) {
+	if (listener_unix_set(ctl.path, ctl.dev, ctl.ino, (uid_t)-1, gid, cfg->control_mode, why,
+			      sizeof(why)) < 0) {
 		log_warn("not changing control socket file path=%s reason=\"%s\"", ctl.path, why);
 		return;
 	}
@@ -522,6 +527,7 @@ void control_save(struct state_out *o, const struct reply *requester, int final)
 	state_u64(o, "dev", (uint64_t)ctl.dev);
 	state_u64(o, "ino", (uint64_t)ctl.ino);
 	state_u64(o, "mode", ctl.mode);
+	state_i64(o, "base_gid", ctl.base_gid);
 	LIST_FOREACH(c, &ctl.clients, link) {
 		if (!requester || c != requester->ctx) {
 			if (final)
@@ -553,6 +559,10 @@ int control_adopt(const struct cfg_baton *cfg, const struct state_rec *r, char *
 	    state_get_u64(r, "dev", &dev, err, errlen) < 0 ||
 	    state_get_u64(r, "ino", &ino, err, errlen) < 0 ||
 	    state_get_u64(r, "mode", &mode, err, errlen) < 0)
+		return -1;
+	ctl.base_gid = -1; /* absent: a writer that did not know */
+	if (state_get(r, "base_gid") &&
+	    state_get_int(r, "base_gid", -1, UINT32_MAX - 1, &ctl.base_gid, err, errlen) < 0)
 		return -1;
 	if (strcmp(ctl.path, cfg->control) != 0) {
 		snprintf(err, errlen, "control: the state's socket is %s, the config's %s", ctl.path,

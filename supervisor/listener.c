@@ -185,6 +185,21 @@ int listener_unix_set(const char *path, dev_t dev, ino_t ino, uid_t uid, gid_t g
 	return 0;
 }
 
+void listener_unix_base(const char *path, dev_t dev, ino_t ino, long long *uid, long long *gid)
+{
+	struct stat st;
+	int fd = unix_file_open(path, &st);
+
+	*uid = *gid = -1;
+	if (fd < 0)
+		return;
+	if (S_ISSOCK(st.st_mode) && st.st_dev == dev && st.st_ino == ino) {
+		*uid = st.st_uid;
+		*gid = st.st_gid;
+	}
+	close(fd);
+}
+
 /* The configured owner, (uid_t)-1 and (gid_t)-1 where it names none. */
 static int unix_owner(const struct cfg_listener *cfg, uid_t *uid, gid_t *gid, char *err, size_t errlen)
 {
@@ -229,6 +244,12 @@ static int unix_apply(const struct listener *l, char *why, size_t whylen)
 
 	if (unix_owner(&l->cfg, &uid, &gid, why, whylen) < 0)
 		return -1;
+	/* Not configured (any more): the owner bind gave it, so that an owner
+	 * removed from the config by a reload loses its access. */
+	if (uid == (uid_t)-1 && l->base_uid >= 0)
+		uid = (uid_t)l->base_uid;
+	if (gid == (gid_t)-1 && l->base_gid >= 0)
+		gid = (gid_t)l->base_gid;
 	return listener_unix_set(un->sun_path, l->dev, l->ino, uid, gid, l->cfg.mode, why, whylen);
 }
 
@@ -438,6 +459,7 @@ int listener_open(struct listener *l, char *err, size_t errlen)
 			close(fd);
 			return -1;
 		}
+		listener_unix_base(un->sun_path, l->dev, l->ino, &l->base_uid, &l->base_gid);
 	} else if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
 		snprintf(err, errlen, "bind %s: %s", l->cfg.address, strerror(errno));
 		close(fd);
@@ -470,6 +492,7 @@ struct listener *listener_new(const struct cfg_listener *cfg, char *err, size_t 
 		return NULL;
 	}
 	l->cfg = *cfg;
+	l->base_uid = l->base_gid = -1;
 	if (listener_open(l, err, errlen) < 0) {
 		free(l);
 		return NULL;
@@ -576,6 +599,8 @@ void listener_save(const struct listener *l, struct state_out *o)
 	state_str(o, "bound", l->bound);
 	state_u64(o, "dev", (uint64_t)l->dev);
 	state_u64(o, "ino", (uint64_t)l->ino);
+	state_i64(o, "base_uid", l->base_uid);
+	state_i64(o, "base_gid", l->base_gid);
 	state_u64(o, "accepted", l->accepted);
 	state_u64(o, "pauses", l->pauses);
 	const int *b = &l->tcp_base.nodelay;
@@ -609,6 +634,12 @@ struct listener *listener_adopt(const struct state_rec *r, char *err, size_t err
 	    state_opt_u64(r, "ino", &ino, err, errlen) < 0 ||
 	    state_opt_u64(r, "accepted", &l->accepted, err, errlen) < 0 ||
 	    state_opt_u64(r, "pauses", &l->pauses, err, errlen) < 0)
+		goto bad;
+	l->base_uid = l->base_gid = -1; /* absent: a writer that did not know */
+	if ((state_get(r, "base_uid") &&
+	     state_get_int(r, "base_uid", -1, UINT32_MAX - 1, &l->base_uid, err, errlen) < 0) ||
+	    (state_get(r, "base_gid") &&
+	     state_get_int(r, "base_gid", -1, UINT32_MAX - 1, &l->base_gid, err, errlen) < 0))
 		goto bad;
 	int *b = &l->tcp_base.nodelay;
 	for (int i = 0; i < 6; i++) {

@@ -36,6 +36,7 @@ struct listener {
 	char bound[80];   /* the address actually bound */
 	dev_t dev;        /* unix: the socket file we created */
 	ino_t ino;
+	long long base_uid, base_gid; /* unix: its owner after bind, -1 unknown */
 	uint64_t accepted;
 	uint64_t pauses;   /* times it stopped polling (no credit, out of fds) */
 };
@@ -101,6 +102,9 @@ void listener_unix_unlink(const char *path, dev_t dev, ino_t ino);
  * and note its dev and ino.  0, or -1 with the reason in err.
  */
 int listener_unix_bind(int fd, const char *path, dev_t *dev, ino_t *ino, char *err, size_t errlen);
+/* The owner bind gave the socket file at path (dev, ino): where an owner
+ * or group no longer configured goes back to.  -1 where unknown. */
+void listener_unix_base(const char *path, dev_t dev, ino_t ino, long long *uid, long long *gid);
 /*
  * Give the socket file at path the owner uid and gid ((uid_t)-1, (gid_t)-1
  * keep them) and the mode, only if path is still the socket file (dev, ino)

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 
-from harness import Batond, bin_path, http_get, test, wait_until, web_config
+from harness import BIN, Batond, bin_path, http_get, skip, test, wait_until, web_config
 
 AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 # another uid may not reach an interpreter under root's home (pyenv)
@@ -371,4 +371,67 @@ def security_ctl_trickling_client_cut_after_5s(td):
     assert answer == b"= 2 no complete request within 5 s\n", (answer, elapsed)
     assert 4.5 <= elapsed < 7, elapsed
     assert ctl(b, "status").returncode == 0
+    assert b.stop() == 0
+
+
+def connects_as_nobody(path):
+    """Whether nobody (no groups) can connect to the Unix socket at path."""
+    r = subprocess.run([*AS_NOBODY, PYTHON, "-c",
+                        "import socket, sys; s = socket.socket(socket.AF_UNIX)\n"
+                        "try: s.connect(sys.argv[1])\nexcept PermissionError: sys.exit(3)", path],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode in (0, 3), r.stderr
+    return r.returncode == 0
+
+
+@test
+def security_ctl_owner_and_group_removed_by_reload_lose_their_access(td):
+    """A reload that removes a Unix listener's `owner` or the control
+    socket's `control_group` gives the files back the owner and group bind
+    gave them: the user and group taken out of the config cannot connect
+    any more (they kept both before).  Also after a reexec, which carries
+    what bind gave."""
+    from reexec_tests import NEXT
+    if os.geteuid() != 0:
+        skip("needs root: batond as root, the users it gives access to as nobody")
+    os.chmod(td.path, 0o755)
+    sock = os.path.join(td.path, "app.sock")
+    listener = f"""
+[listener:app]
+address = unix:{sock}
+program = web
+mode = 0660
+"""
+    with_access = web_config(listener + "owner = nobody:nogroup\n", workers=1).replace(
+        "[baton]\n", "[baton]\ncontrol_mode = 0660\ncontrol_group = nogroup\n", 1)
+    without = web_config(listener, workers=1).replace("[baton]\n", "[baton]\ncontrol_mode = 0660\n", 1)
+    nobody, nogroup = pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
+    base = (os.geteuid(), os.getegid())  # what bind gives a file in td (no setgid bit)
+
+    b = Batond(td, with_access, wait_ready=1)
+    for reexec in (False, True):
+        st, cst = os.lstat(sock), os.lstat(b.control)
+        assert (st.st_uid, st.st_gid, cst.st_gid) == (nobody, nogroup, nogroup), (st, cst)
+        assert connects_as_nobody(sock)
+        if reexec:
+            r = ctl(b, "reexec", "--binary", NEXT)
+            assert r.returncode == 0, (r.stdout, r.stderr)
+        with open(b.config, "w") as f:
+            f.write(without.replace("@BIN@", BIN).replace(
+                "[baton]\n", f"[baton]\ncontrol = {b.control}\n", 1))
+        r = ctl(b, "reload")
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        st, cst = os.lstat(sock), os.lstat(b.control)
+        assert (st.st_uid, st.st_gid) == base and cst.st_gid == base[1], (st, cst, base)
+        assert oct(st.st_mode & 0o777) == "0o660" and oct(cst.st_mode & 0o777) == "0o660"
+        assert not connects_as_nobody(sock)
+        assert not connects_as_nobody(b.control)
+        # nobody's access back for the reexec round
+        with open(b.config, "w") as f:
+            f.write(with_access.replace("@BIN@", BIN).replace(
+                "[baton]\n", f"[baton]\ncontrol = {b.control}\n", 1))
+        r = ctl(b, "reload")
+        assert r.returncode == 0, (r.stdout, r.stderr)
+    status, _, body = http_get(sock)
+    assert status == 200, body
     assert b.stop() == 0
