@@ -283,6 +283,34 @@ int fd_set_cloexec(int fd)
 	return 0;
 }
 
+static int cmp_int(const void *a, const void *b)
+{
+	int x = *(const int *)a, y = *(const int *)b;
+	return (x > y) - (x < y);
+}
+
+void fd_close_all(int *fds, int n)
+{
+	static int no_range; /* close_range() failed with ENOSYS once */
+
+	qsort(fds, (size_t)n, sizeof(*fds), cmp_int);
+	for (int i = 0; i < n;) {
+		int j = i + 1;
+		while (j < n && fds[j] == fds[j - 1] + 1)
+			j++;
+		/* fds[i..j) are exactly the numbers fds[i]..fds[j-1]: the range
+		 * holds no fd that is not ours. */
+		if (j - i == 1 || no_range ||
+		    close_range((unsigned)fds[i], (unsigned)fds[j - 1], 0) < 0) {
+			if (j - i > 1 && errno == ENOSYS)
+				no_range = 1;
+			for (int k = i; k < j; k++)
+				close(fds[k]);
+		}
+		i = j;
+	}
+}
+
 int fd_open_std(void)
 {
 	for (int fd = 0; fd <= 2; fd++) {

@@ -52,6 +52,10 @@ int fd_set_cloexec(int fd);
  * file or socket opened later lands there: written to as stdout or
  * stderr, or given to a child as one.  0, or -1 with errno. */
 int fd_open_std(void);
+/* Close n distinct open fds; fds is sorted in place.  Each run of
+ * consecutive numbers goes in one close_range() (Linux 5.9), one close()
+ * per fd where the kernel lacks it.  Errors are ignored, as after close(). */
+void fd_close_all(int *fds, int n);
 
 /* Milliseconds / microseconds on the monotonic clock. */
 uint64_t now_ms(void);

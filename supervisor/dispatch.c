@@ -547,24 +547,39 @@ static void record_latency(struct program *p, uint64_t us)
 
 int dispatch_ack(struct worker *w, const uint64_t *ids, int n)
 {
+	/* Our copies of the acked fds, closed together at the end: the fds of
+	 * one CONN are mostly consecutive numbers, one close_range() each run. */
+	int fds[PROTO_IDS_MAX], nfds = 0, rc = 0;
+
 	for (int i = 0; i < n; i++) {
 		struct conn *c;
 		/* Acks come in order, so the match is almost always the head. */
 		TAILQ_FOREACH(c, &w->unacked, link)
 			if (c->id == ids[i])
 				break;
-		if (!c)
-			return -1;
+		if (!c) {
+			rc = -1;
+			break;
+		}
 		TAILQ_REMOVE(&w->unacked, c, link);
 		uint64_t now = msg_clock_us();
 		record_latency(w->prog, now > c->accepted_us ? now - c->accepted_us : 0);
+		if (c->fd >= 0) {
+			if (nfds == PROTO_IDS_MAX) {
+				fd_close_all(fds, nfds);
+				nfds = 0;
+			}
+			fds[nfds++] = c->fd;
+			c->fd = -1;
+		}
 		dispatch_conn_free(c);
 		w->inflight--;
 		w->active++;
 		w->acked++;
 		w->prog->acked++;
 	}
-	return 0;
+	fd_close_all(fds, nfds);
+	return rc;
 }
 
 int dispatch_done(struct worker *w, int n)

@@ -7,6 +7,7 @@ Prints one line per test (ok, skip with its reason, FAIL) and a closing
 (CI installs what every test needs), except a test that does not apply
 to the build under test.
 """
+import collections
 import os
 import re
 import signal
@@ -696,6 +697,65 @@ workers = 1
     d = eval(open(out + "2").read())
     assert d == dict(nodelay=0, keepalive=0, idle=sysctl["time"], intvl=sysctl["intvl"],
                      cnt=sysctl["probes"], user_timeout=0, blocking=True), d
+    assert b.stop() == 0
+
+
+@test
+def acked_copies_closed_a_run_at_a_time(td):
+    """batond keeps its copy of each fd until the worker acknowledges it,
+    then closes the copies of one ACK together: a run of consecutive fd
+    numbers in one close_range().  batond is stopped while eight clients
+    connect, so it accepts them in one wakeup and hands them over in one
+    CONN; every client is answered, and each accepted fd is closed exactly
+    once, in fewer calls than fds."""
+    from http_worker_tests import Strace
+    b = Batond(td, """
+[listener:web]
+address = tcp:127.0.0.1:0
+program = web
+[program:web]
+command = @BIN@/baton-http
+workers = 1
+""", wait_ready=1)
+    port = b.port("web")
+    assert http_get(("127.0.0.1", port))[0] == 200
+    trace = Strace(td, b.proc.pid, ["accept4", "close", "close_range"])
+    os.kill(b.proc.pid, signal.SIGSTOP)
+    try:
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(8)]
+        for c in clients:
+            c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    finally:
+        os.kill(b.proc.pid, signal.SIGCONT)
+    for c in clients:
+        data = b""
+        while chunk := c.recv(4096):
+            data += chunk
+        c.close()
+        assert data.startswith(b"HTTP/1.1 200 "), data
+    acked = lambda: int(re.search(r'^baton_connections_acked_total\{[^}]*\} (\d+)$', run(
+        [bin_path("batonctl"), "-s", b.control, "metrics"]).stdout, re.M).group(1))
+    wait_until(lambda: acked() == 9, 10, "batond to read the ACKs")
+    trace.stop()
+    with open(trace.out) as f:
+        text = f.read()
+    held, accepted, calls = set(), 0, 0  # clients' fds batond holds
+    for m in re.finditer(r"^(accept4\(\d+, \{sa_family=AF_INET.* = (\d+)|close\((\d+)\) += 0"
+                         r"|close_range\((\d+), (\d+), 0\) += 0)$", text, re.M):
+        if m.group(2):
+            held.add(int(m.group(2)))
+            accepted += 1
+        elif m.group(3) and int(m.group(3)) in held:
+            held.discard(int(m.group(3)))
+            calls += 1
+        elif m.group(4):
+            run_fds = set(range(int(m.group(4)), int(m.group(5)) + 1))
+            assert run_fds <= held, (run_fds, held, text)  # nothing but client copies
+            held -= run_fds
+            calls += 1
+    assert accepted == 8 and not held, (accepted, held, text)
+    assert calls < 8, text
+    print(f"    8 accepted fds closed in {calls} call(s)")
     assert b.stop() == 0
 
 

@@ -538,6 +538,32 @@ static void test_ack_batch_any_order(void **state)
 	assert_int_equal(dispatch_credit(w), 9);
 }
 
+/* An ACK whose last id is unknown is refused (the worker is failed for it),
+ * but the ids before it were good: those copies are closed and counted,
+ * the rest stay unacked for the reclaim. */
+static void test_ack_bad_tail(void **state)
+{
+	struct fx *f = *state;
+	struct worker *w = add_worker(f, 10, WS_RUNNING);
+	struct proto_msg m;
+	int fds[FDPASS_MAX];
+
+	for (int i = 0; i < 3; i++)
+		dispatch_new(f);
+	dispatch_kick(&f->p);
+	assert_int_equal(recv_msg(f->peer[0], &m, fds), 3);
+	fdpass_close_all(fds, 3);
+
+	uint64_t ids[3] = {f->conn[1]->id, f->conn[0]->id, f->conn[2]->id + 1000};
+	assert_int_equal(dispatch_ack(w, ids, 3), -1);
+	assert_true(fd_is_closed(f->fd[0]));
+	assert_true(fd_is_closed(f->fd[1]));
+	assert_true(fd_is_open(f->fd[2]));
+	assert_int_equal(w->inflight, 1);
+	assert_int_equal(w->active, 2);
+	assert_ptr_equal(TAILQ_FIRST(&w->unacked), f->conn[2]);
+}
+
 /* ---- the program queue ---- */
 
 static void test_queue_fifo(void **state)
@@ -1215,6 +1241,7 @@ int main(void)
 		T(test_batch_20),
 		T(test_accounting),
 		T(test_ack_batch_any_order),
+		T(test_ack_bad_tail),
 		T(test_queue_fifo),
 		T(test_queue_no_worker),
 		T(test_spread),

@@ -665,6 +665,42 @@ static void test_fd_open_std(void **state)
 	}
 }
 
+static int fd_open(int fd)
+{
+	return fcntl(fd, F_GETFD) >= 0;
+}
+
+static void test_fd_close_all(void **state)
+{
+	(void)state;
+	int null = open("/dev/null", O_RDONLY);
+	assert_true(null >= 0);
+	/* Eight fds with numbers of our choosing: base .. base+7. */
+	int base = 300;
+	for (int k = 0; k < 8; k++) {
+		assert_false(fd_open(base + k));
+		assert_int_equal(dup2(null, base + k), base + k);
+	}
+	/* Runs 0-1 and 3-5 and a lone 7, out of order: 2 and 6 are not ours
+	 * and must stay open though they sit between. */
+	int fds[] = {base + 5, base, base + 7, base + 3, base + 1, base + 4};
+	fd_close_all(fds, 6);
+	int want[] = {base, base + 1, base + 3, base + 4, base + 5, base + 7};
+	assert_memory_equal(fds, want, sizeof(want)); /* sorted in place */
+	for (int k = 0; k < 8; k++) {
+		if (k == 2 || k == 6)
+			assert_true(fd_open(base + k));
+		else
+			assert_false(fd_open(base + k));
+	}
+	fd_close_all(fds, 0); /* nothing */
+	int two[] = {base + 6, base + 2};
+	fd_close_all(two, 2);
+	assert_false(fd_open(base + 2));
+	assert_false(fd_open(base + 6));
+	close(null);
+}
+
 static void test_now_ms(void **state)
 {
 	(void)state;
@@ -1318,6 +1354,7 @@ int main(void)
 		cmocka_unit_test(test_addr_bind),
 		cmocka_unit_test(test_fd_flags),
 		cmocka_unit_test(test_fd_open_std),
+		cmocka_unit_test(test_fd_close_all),
 		cmocka_unit_test(test_now_ms),
 		cmocka_unit_test(test_log_levels),
 		cmocka_unit_test(test_log_lines),
