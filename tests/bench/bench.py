@@ -18,6 +18,18 @@ core could accept at batond's cost per connection.
 
 Figures are printed against their goals, never asserted.
 
+Sessions: where the kernel groups tasks by session for scheduling
+(kernel.sched_autogroup_enabled = 1, tasks outside a cpu cgroup), each
+session is a group with an equal share of the CPUs, and on two cores
+shared with wrk how the processes are grouped moves the figures by up to
+a third.  batond and the direct workers run in the bench's session, with
+wrk, as they always have here; batond's workers each lead a session of
+their own (batond's setsid: no controlling terminal).  Then
+(BENCH_LAYOUTS=0 skips it) the direct workers are measured again all in
+one session of their own (a prefork server's layout) and each in one of
+their own (the layout of batond's workers), with batond's ratios against
+each: the baseline's layout is a choice, and this shows what it weighs.
+
 Then (BENCH_UPGRADE=0 skips it) the same load through batond while
 `batonctl upgrade web` runs once a second, against the steady figures.
 
@@ -34,11 +46,13 @@ that does not start, batond not stopping cleanly) raises.
 
 Environment: BATON_BIN (binaries), BENCH_SECONDS (per wrk run, default
 5), BENCH_CONNS (wrk connections, default 50), BENCH_WORKERS (default 2),
-BENCH_UPGRADE (default 1), BENCH_SCHED (default 1), BENCH_HELD (default 10000).
+BENCH_UPGRADE (default 1), BENCH_SCHED (default 1), BENCH_LAYOUTS (default 1),
+BENCH_HELD (default 10000).
 """
 import os
 import re
 import resource
+import shlex
 import signal
 import socket
 import subprocess
@@ -54,6 +68,7 @@ CONNS = int(os.environ.get("BENCH_CONNS", "50"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 UPGRADE = os.environ.get("BENCH_UPGRADE", "1") != "0"
 SCHED = os.environ.get("BENCH_SCHED", "1") != "0"
+LAYOUT_ALL = os.environ.get("BENCH_LAYOUTS", "1") != "0"
 HELD = int(os.environ.get("BENCH_HELD", "10000"))
 MIB = 1024 * 1024
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -170,15 +185,34 @@ def measure(port, groups=None, accepted=None):
     return {mode: loaded(port, close, groups or {}, accepted) for mode, close in MODES.items()}
 
 
-def direct():
+# Where the direct workers run, for the scheduler (see "Sessions" above).
+ONE, OWN, WRKS = "one session", "own sessions", "wrk's session"
+LAYOUTS = {WRKS: "in the bench's session, with wrk (the baseline of the ratios above)",
+           ONE: "all in one session of their own, as a prefork server's workers",
+           OWN: "each in a session of its own, as batond's workers"}
+
+
+def direct(layout=WRKS):
+    """The direct workers' figures, started in the given layout."""
     port = free_port()
-    procs = [subprocess.Popen([bin_path("baton-http"), "--listen", f"tcp:127.0.0.1:{port}"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-             for _ in range(WORKERS)]
+    cmd = [bin_path("baton-http"), "--listen", f"tcp:127.0.0.1:{port}"]
+    if layout == ONE:  # one shell leads their session and waits for them
+        lead = subprocess.Popen(["sh", "-c", " & ".join([shlex.join(cmd)] * WORKERS) + " & wait"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        procs = [lead]
+    else:
+        procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=layout == OWN) for _ in range(WORKERS)]
     try:
         wait_until(lambda: _up(port), 10, "baton-http --listen")
-        return measure(port, {"workers": lambda: [p.pid for p in procs]})
+        if layout == ONE:
+            wait_until(lambda: len(children(procs[0].pid)) == WORKERS, 10, "the workers")
+        pids = children(procs[0].pid) if layout == ONE else [p.pid for p in procs]
+        return measure(port, {"workers": lambda: pids})
     finally:
+        if layout == ONE:
+            os.killpg(procs[0].pid, signal.SIGKILL)  # the group the shell leads: ours
         for p in procs:
             p.send_signal(signal.SIGKILL)
             p.wait()
@@ -404,6 +438,27 @@ def print_cpu(d, b):
           f"({divisor}), {alone:.1f} µs each: ≈ {1e6 / alone:,.0f} new connections/s per core")
 
 
+def print_layouts(layouts, b):
+    """The direct workers in each layout, and batond against each."""
+    print("\ndirect workers by session layout (a session is a scheduling group where autogroup is on); "
+          "ratio: batond / that layout")
+    for name, text in LAYOUTS.items():
+        print(f"  {name}: {text}")
+    rows = [["mode", "figure", *[n for n in layouts], "batond", *[f"ratio {n}" for n in layouts]]]
+    for mode in MODES:
+        unit = "conn" if mode == NEW else "req"
+        bm = b[mode]
+        for what, key in (("req/s", "rps"), ("p50 latency", "p50"), ("p99 latency", "p99")):
+            rows.append([mode, what, *[cells_for(what, 0, d[mode][key])[1] for d in layouts.values()],
+                         cells_for(what, 0, bm[key])[1],
+                         *[f"{bm[key] / d[mode][key]:.2f}" for d in layouts.values()]])
+        total = cpu_per(bm, "batond", mode) + cpu_per(bm, "workers", mode)
+        cpus = [cpu_per(d[mode], "workers", mode) for d in layouts.values()]
+        rows.append([mode, f"CPU µs/{unit} (batond: + workers)", *[f"{c:.1f}" for c in cpus],
+                     f"{total:.1f}", *[f"{total / c:.2f}" if c else "-" for c in cpus]])
+    table(rows)
+
+
 def print_upgrades(b):
     codes = b["upgrades"]
     print(f"\nupgrade under load: `batonctl upgrade web` once a second "
@@ -436,13 +491,26 @@ def print_memory(idle, held, peak):
           f"{peak / (16 * MIB):.2f} of it)")
 
 
+def autogroup():
+    try:
+        with open("/proc/sys/kernel/sched_autogroup_enabled") as f:
+            return "on" if f.read().strip() == "1" else "off"
+    except OSError:
+        return "absent"
+
+
 def main():
     print(f"baton bench: wrk -t2 -c{CONNS} -d{SECONDS}s, {WORKERS} baton-http workers, "
-          f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
-    d = direct()
+          f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}, autogroup {autogroup()}")
+    layouts = {WRKS: direct(WRKS)}
+    if LAYOUT_ALL:
+        layouts.update({name: direct(name) for name in (ONE, OWN)})
+    d = layouts[WRKS]
     b = through_batond()
     print_throughput(d, b["steady"])
     print_cpu(d, b["steady"])
+    if LAYOUT_ALL:
+        print_layouts(layouts, b["steady"])
     if UPGRADE:
         print_upgrades(b)
     if SCHED:
