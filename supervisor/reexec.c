@@ -130,7 +130,10 @@ static int is_script(int fd)
 static int open_binary(const char *path, char *err, size_t errlen)
 {
 	struct stat sb;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* The path comes from a control client: O_NONBLOCK, or a FIFO there
+	 * would block batond in open() until someone writes to it; O_NOCTTY,
+	 * or a terminal there would become batond's if it leads a session. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;

@@ -197,6 +197,12 @@ def refused(td, b, args, want, want_code=1):
 def reexec_refuses_a_bad_binary_and_changes_nothing(td):
     # No load here: connections in flight would come and go in the fd list.
     b = Batond(td, web_config(), wait_ready=2)
+    # A FIFO nobody writes to: opening it must not block batond (it did,
+    # for good: any client of the control socket could stall it).
+    fifo = os.path.join(td.path, "fifo")
+    os.mkfifo(fifo, 0o755)
+    refused(td, b, ["--binary", fifo], r"fifo: not a regular file")
+    refused(td, b, ["--binary", "/dev/null"], r"not a regular file")
     refused(td, b, ["--binary", os.path.join(td.path, "missing")], r"missing: No such file")
     refused(td, b, ["--binary", "relative/batond"], r"absolute path", 2)
     plain = os.path.join(td.path, "batond-plain")
