@@ -298,3 +298,19 @@ void log_adopt_file(const char *path, int fd)
 	log_fd = fd;
 	snprintf(log_path, sizeof(log_path), "%s", path);
 }
+
+int log_limit_take(struct log_limit *l, uint64_t now_ms, unsigned *left_out)
+{
+	*left_out = 0;
+	if (!l->start_ms || now_ms - l->start_ms >= l->window_ms) {
+		*left_out = l->left_out;
+		l->start_ms = now_ms ? now_ms : 1;
+		l->lines = l->left_out = 0;
+	}
+	if (l->lines < l->burst) {
+		l->lines++;
+		return 1;
+	}
+	l->left_out++;
+	return 0;
+}

@@ -8,6 +8,7 @@
 #define BATON_LOG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 enum log_level { LOGL_DEBUG, LOGL_INFO, LOGL_WARN, LOGL_ERROR };
 
@@ -59,6 +60,23 @@ int log_open_append(const char *path, char *why, size_t whylen);
  * whose continuation bytes fall in the same range, is kept.
  */
 size_t log_sanitize(char *dst, const char *src, size_t len);
+
+/*
+ * For lines a peer can cause at will (a refused client): at most burst
+ * lines per window_ms; the rest are counted, not logged.  A window starts
+ * at the first line after the previous one ended.
+ */
+struct log_limit {
+	unsigned burst;
+	uint64_t window_ms;
+	uint64_t start_ms; /* 0: no window yet */
+	unsigned lines;	   /* logged in this window */
+	unsigned left_out; /* counted, not logged, in this window */
+};
+/* 1: log this line; 0: leave it out (counted).  *left_out: how many the
+ * window that just ended left out, to say now; 0 when none, or when still
+ * in the same window. */
+int log_limit_take(struct log_limit *l, uint64_t now_ms, unsigned *left_out);
 
 void log_msg(enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -61,7 +61,24 @@ static struct {
 	int have_group, group_write;
 	unsigned mode;
 	LIST_HEAD(, client) clients;
-} ctl = {.fd = -1};
+	struct log_limit refusals;
+} ctl = {.fd = -1, .refusals = {.burst = CONTROL_REFUSED_BURST, .window_ms = CONTROL_REFUSED_WINDOW_MS}};
+
+/* A refused client's line, unless clients were refused faster than
+ * CONTROL_REFUSED_BURST per CONTROL_REFUSED_WINDOW_MS: anyone who may
+ * connect can cause them at will.  The metrics count every refusal. */
+static int refusal_logged(void)
+{
+	unsigned left_out;
+	int ok = log_limit_take(&ctl.refusals, now_ms(), &left_out);
+	if (left_out)
+		log_warn("control: %u more refused clients not logged (at most %d lines per %d s) "
+			 "refused_denied_total=%llu refused_busy_total=%llu",
+			 left_out, CONTROL_REFUSED_BURST, CONTROL_REFUSED_WINDOW_MS / 1000,
+			 (unsigned long long)batond.control.refused_denied,
+			 (unsigned long long)batond.control.refused_busy);
+	return ok;
+}
 
 /* ---- output ---- */
 
@@ -274,8 +291,9 @@ static int admit(uid_t uid, pid_t pid, enum access access)
 						 read_only, of_uid);
 	if (limit == CONTROL_LIMIT_NONE)
 		return 1;
-	log_warn("control: too many clients, refused uid=%d pid=%d limit=%s max=%d", (int)uid,
-		 (int)pid, limits[limit].name, limits[limit].max);
+	if (refusal_logged())
+		log_warn("control: too many clients, refused uid=%d pid=%d limit=%s max=%d", (int)uid,
+			 (int)pid, limits[limit].name, limits[limit].max);
 	return 0;
 }
 
@@ -358,8 +376,9 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 		enum access access = peer_access(cred.uid, cred.gid);
 		if (access == ACCESS_NONE) {
 			batond.control.refused_denied++;
-			log_warn("control: permission denied uid=%d gid=%d pid=%d", (int)cred.uid,
-				 (int)cred.gid, (int)cred.pid);
+			if (refusal_logged())
+				log_warn("control: permission denied uid=%d gid=%d pid=%d",
+					 (int)cred.uid, (int)cred.gid, (int)cred.pid);
 			refuse(cfd, "= 4 permission denied: this uid may not use batond's control socket\n");
 			continue;
 		}

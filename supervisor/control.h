@@ -17,6 +17,8 @@ struct cfg_baton;
 #define CONTROL_CLIENTS_RESERVED 8 /* of the MAX, for full-access users only */
 #define CONTROL_REQUEST_TIMEOUT_MS 5000 /* to send the request line */
 #define CONTROL_WRITE_TIMEOUT_MS 10000  /* a client that stops reading */
+#define CONTROL_REFUSED_BURST 20        /* refused clients logged per window; */
+#define CONTROL_REFUSED_WINDOW_MS 10000 /* the rest counted in the metrics */
 
 /* Bind and listen on cfg->control; 0, or -1 with the reason in err. */
 int control_open(const struct cfg_baton *cfg, char *err, size_t errlen);

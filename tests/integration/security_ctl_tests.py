@@ -435,3 +435,53 @@ mode = 0660
     status, _, body = http_get(sock)
     assert status == 200, body
     assert b.stop() == 0
+
+
+FLOOD = r'''
+import socket, sys
+n, got = int(sys.argv[2]), 0
+for _ in range(n):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sys.argv[1])
+    got += s.recv(200).startswith(b"= 4 permission denied")
+    s.close()
+print(got)
+'''
+
+
+@test
+def security_ctl_refused_clients_cannot_flood_the_log(td):
+    """Anyone who may connect to the control socket can be refused as
+    often as they like: batond logs at most 20 refusals per 10 s, counts
+    every one in its metrics, says how many it left out with the first
+    line after the window, and answers root throughout."""
+    if os.geteuid() != 0:
+        skip("needs root (batond as root, the flood as nobody)")
+    os.chmod(td.path, 0o755)  # nobody reaches the socket and the script
+    b = Batond(td, web_config(workers=1).replace("[baton]\n", "[baton]\ncontrol_mode = 0666\n", 1),
+               wait_ready=1)
+    script = td.file("flood.py", FLOOD, 0o644)
+    line = r"control: permission denied uid=%d " % pwd.getpwnam("nobody").pw_uid
+
+    def flood(n):
+        r = subprocess.run([*AS_NOBODY, PYTHON, script, b.control, str(n)], capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0 and r.stdout.strip() == str(n), (r.returncode, r.stdout, r.stderr)
+
+    t0 = time.monotonic()
+    flood(300)
+    assert ctl(b, "status").returncode == 0  # root, meanwhile
+    wait_until(lambda: metric(b, 'baton_control_refused_total{reason="denied"}') == 300, 5,
+               "300 refusals counted")
+    logged = len(re.findall(line, b.log()))
+    assert logged == 20, (logged, b.tail())
+    assert "more refused clients not logged" not in b.log()
+    # The next window: what the last one left out is said first.
+    time.sleep(max(0.0, 10.2 - (time.monotonic() - t0)))
+    flood(1)
+    m = b.wait_log(r"control: (\d+) more refused clients not logged \(at most 20 lines per 10 s\) "
+                   r"refused_denied_total=(\d+) refused_busy_total=0", 5)
+    assert m[0].group(1) == "280" and m[0].group(2) == "301", m[0].group(0)
+    b.wait_log(line, 5, 21)
+    assert b.stop() == 0
+    print(f"    301 refusals: 21 lines and one that says 280 were left out")

@@ -701,6 +701,36 @@ static void test_fd_close_all(void **state)
 	close(null);
 }
 
+static void test_log_limit(void **state)
+{
+	(void)state;
+	struct log_limit l = {.burst = 3, .window_ms = 1000};
+	unsigned left;
+	/* three lines in a window, then counted */
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(log_limit_take(&l, 5000 + i, &left), 1);
+		assert_int_equal(left, 0);
+	}
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(log_limit_take(&l, 5500 + i, &left), 0);
+		assert_int_equal(left, 0); /* same window: nothing to say yet */
+	}
+	/* the next window: the five left out are said with its first line */
+	assert_int_equal(log_limit_take(&l, 6000, &left), 1);
+	assert_int_equal(left, 5);
+	assert_int_equal(log_limit_take(&l, 6001, &left), 1);
+	assert_int_equal(left, 0);
+	/* a window with nothing left out says nothing after it */
+	assert_int_equal(log_limit_take(&l, 9000, &left), 1);
+	assert_int_equal(left, 0);
+	/* a clock that starts at 0 still opens a window */
+	struct log_limit z = {.burst = 1, .window_ms = 10};
+	assert_int_equal(log_limit_take(&z, 0, &left), 1);
+	assert_int_equal(log_limit_take(&z, 1, &left), 0);
+	assert_int_equal(log_limit_take(&z, 11, &left), 1);
+	assert_int_equal(left, 1);
+}
+
 static void test_now_ms(void **state)
 {
 	(void)state;
@@ -1355,6 +1385,7 @@ int main(void)
 		cmocka_unit_test(test_fd_flags),
 		cmocka_unit_test(test_fd_open_std),
 		cmocka_unit_test(test_fd_close_all),
+		cmocka_unit_test(test_log_limit),
 		cmocka_unit_test(test_now_ms),
 		cmocka_unit_test(test_log_levels),
 		cmocka_unit_test(test_log_lines),
