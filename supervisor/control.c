@@ -565,6 +565,37 @@ void control_save(struct state_out *o, const struct reply *requester, int final)
 	}
 }
 
+/* The control record's fields; base_gid -1 when absent (a writer that did
+ * not know it). */
+static int parse_rec(const struct state_rec *r, long long *fd, char *path, size_t pathlen,
+		     uint64_t *dev, uint64_t *ino, uint64_t *mode, long long *base_gid, char *err,
+		     size_t errlen)
+{
+	if (state_get_int(r, "fd", 0, INT_MAX, fd, err, errlen) < 0 ||
+	    state_get_str(r, "path", path, pathlen, err, errlen) < 0 ||
+	    state_get_u64(r, "dev", dev, err, errlen) < 0 ||
+	    state_get_u64(r, "ino", ino, err, errlen) < 0 ||
+	    state_get_u64(r, "mode", mode, err, errlen) < 0)
+		return -1;
+	*base_gid = -1;
+	if (state_get(r, "base_gid") &&
+	    state_get_int(r, "base_gid", -1, UINT32_MAX - 1, base_gid, err, errlen) < 0)
+		return -1;
+	if (*mode > 07777) {
+		snprintf(err, errlen, "control: bad mode %llu", (unsigned long long)*mode);
+		return -1;
+	}
+	return 0;
+}
+
+int control_check_rec(const struct state_rec *r, char *err, size_t errlen)
+{
+	char path[sizeof(ctl.path)];
+	long long fd, base_gid;
+	uint64_t dev, ino, mode;
+	return parse_rec(r, &fd, path, sizeof(path), &dev, &ino, &mode, &base_gid, err, errlen);
+}
+
 int control_adopt(const struct cfg_baton *cfg, const struct state_rec *r, char *err, size_t errlen)
 {
 	long long fd;
@@ -573,15 +604,8 @@ int control_adopt(const struct cfg_baton *cfg, const struct state_rec *r, char *
 
 	LIST_INIT(&ctl.clients);
 	if (set_group(cfg, err, errlen) < 0 ||
-	    state_get_int(r, "fd", 0, INT_MAX, &fd, err, errlen) < 0 ||
-	    state_get_str(r, "path", ctl.path, sizeof(ctl.path), err, errlen) < 0 ||
-	    state_get_u64(r, "dev", &dev, err, errlen) < 0 ||
-	    state_get_u64(r, "ino", &ino, err, errlen) < 0 ||
-	    state_get_u64(r, "mode", &mode, err, errlen) < 0)
-		return -1;
-	ctl.base_gid = -1; /* absent: a writer that did not know */
-	if (state_get(r, "base_gid") &&
-	    state_get_int(r, "base_gid", -1, UINT32_MAX - 1, &ctl.base_gid, err, errlen) < 0)
+	    parse_rec(r, &fd, ctl.path, sizeof(ctl.path), &dev, &ino, &mode, &ctl.base_gid, err,
+		      errlen) < 0)
 		return -1;
 	if (strcmp(ctl.path, cfg->control) != 0) {
 		snprintf(err, errlen, "control: the state's socket is %s, the config's %s", ctl.path,

@@ -41,6 +41,9 @@ struct state_rec;
 struct reply;
 void control_save(struct state_out *o, const struct reply *requester, int final);
 int control_adopt(const struct cfg_baton *cfg, const struct state_rec *r, char *err, size_t errlen);
+/* What control_adopt reads of the record, checked, nothing adopted
+ * (`batond --check-state`); 0, or -1 with err. */
+int control_check_rec(const struct state_rec *r, char *err, size_t errlen);
 const struct reply *control_adopt_client(const struct state_rec *r, char *err, size_t errlen);
 
 /* The limit that refuses one more client, so that read-only users cannot

@@ -613,34 +613,31 @@ void listener_save(const struct listener *l, struct state_out *o)
 	}
 }
 
-struct listener *listener_adopt(const struct state_rec *r, char *err, size_t errlen)
+/* A listener record's fields into l, nothing adopted yet: its fd (in
+ * *fd), dev and ino as saved. */
+static int parse_rec(const struct state_rec *r, struct listener *l, long long *fd, uint64_t *dev,
+		     uint64_t *ino, char *err, size_t errlen)
 {
 	static const char *const names[] = {"nodelay", "keepalive", "idle", "intvl", "cnt",
 					    "user_timeout"};
-	struct listener *l = calloc(1, sizeof(*l));
-	long long fd, v;
-	uint64_t dev = 0, ino = 0;
+	long long v;
 
-	if (!l) {
-		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
-	l->fd = -1;
+	*dev = *ino = 0;
 	if (state_get_str(r, "name", l->cfg.name, sizeof(l->cfg.name), err, errlen) < 0 ||
 	    config_restore_section(r, S_LISTENER, &l->cfg, err, errlen) < 0 ||
-	    state_get_int(r, "fd", 0, INT_MAX, &fd, err, errlen) < 0 ||
+	    state_get_int(r, "fd", 0, INT_MAX, fd, err, errlen) < 0 ||
 	    state_get_str(r, "bound", l->bound, sizeof(l->bound), err, errlen) < 0 ||
-	    state_opt_u64(r, "dev", &dev, err, errlen) < 0 ||
-	    state_opt_u64(r, "ino", &ino, err, errlen) < 0 ||
+	    state_opt_u64(r, "dev", dev, err, errlen) < 0 ||
+	    state_opt_u64(r, "ino", ino, err, errlen) < 0 ||
 	    state_opt_u64(r, "accepted", &l->accepted, err, errlen) < 0 ||
 	    state_opt_u64(r, "pauses", &l->pauses, err, errlen) < 0)
-		goto bad;
+		return -1;
 	l->base_uid = l->base_gid = -1; /* absent: a writer that did not know */
 	if ((state_get(r, "base_uid") &&
 	     state_get_int(r, "base_uid", -1, UINT32_MAX - 1, &l->base_uid, err, errlen) < 0) ||
 	    (state_get(r, "base_gid") &&
 	     state_get_int(r, "base_gid", -1, UINT32_MAX - 1, &l->base_gid, err, errlen) < 0))
-		goto bad;
+		return -1;
 	int *b = &l->tcp_base.nodelay;
 	for (int i = 0; i < 6; i++) {
 		char key[32];
@@ -648,18 +645,41 @@ struct listener *listener_adopt(const struct state_rec *r, char *err, size_t err
 		b[i] = -1;
 		if (state_get(r, key)) {
 			if (state_get_int(r, key, -1, INT_MAX, &v, err, errlen) < 0)
-				goto bad;
+				return -1;
 			b[i] = (int)v;
 		}
 	}
-	if (listener_check_fd((int)fd, l->bound, err, errlen) < 0)
-		goto bad;
+	return 0;
+}
+
+int listener_check_rec(const struct state_rec *r, char *err, size_t errlen)
+{
+	struct listener l;
+	long long fd;
+	uint64_t dev, ino;
+	memset(&l, 0, sizeof(l));
+	return parse_rec(r, &l, &fd, &dev, &ino, err, errlen);
+}
+
+struct listener *listener_adopt(const struct state_rec *r, char *err, size_t errlen)
+{
+	struct listener *l = calloc(1, sizeof(*l));
+	long long fd;
+	uint64_t dev, ino;
+
+	if (!l) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	l->fd = -1;
+	if (parse_rec(r, l, &fd, &dev, &ino, err, errlen) < 0 ||
+	    listener_check_fd((int)fd, l->bound, err, errlen) < 0) {
+		free(l);
+		return NULL;
+	}
 	l->fd = (int)fd;
 	l->dev = (dev_t)dev;
 	l->ino = (ino_t)ino;
 	listener_ready(l, 1);
 	return l;
-bad:
-	free(l);
-	return NULL;
 }

@@ -79,6 +79,9 @@ struct state_out;
 struct state_rec;
 void listener_save(const struct listener *l, struct state_out *o);
 struct listener *listener_adopt(const struct state_rec *r, char *err, size_t errlen);
+/* What listener_adopt reads of the record, checked, nothing adopted
+ * (`batond --check-state`); 0, or -1 with err. */
+int listener_check_rec(const struct state_rec *r, char *err, size_t errlen);
 /* fd is a listening stream socket bound to the address bound (as
  * addr_format prints it); sets it non-blocking.  Close-on-exec stays as it
  * is: a failed restore hands every fd on to the old image. */

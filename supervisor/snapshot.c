@@ -42,7 +42,8 @@ void snapshot_save(struct state_out *o, const struct reply *requester, int final
 	state_str(o, "config_path", batond.config_path);
 	for (int i = 0; i < 4; i++)
 		state_u64(o, stat_names[i], *stat_of(i));
-	state_u64(o, "sched_base", (uint64_t)cpusched_base());
+	if (cpusched_base() >= 0) /* absent: not known (an older image wrote -1 as 2^64-1) */
+		state_u64(o, "sched_base", (uint64_t)cpusched_base());
 	state_record(o, "baton", 1);
 	config_save_section(o, S_BATON, &batond.baton);
 	state_record(o, "log", 1);
@@ -75,6 +76,43 @@ static int known_type(const char *type)
 	return -1;
 }
 
+/* The batond record: the control counters into batond, the scheduling
+ * policy batond was started with in *sched (-1: absent). */
+static int parse_batond(const struct state_rec *r, uint64_t *stats, int *sched, char *err,
+			size_t errlen)
+{
+	uint64_t base = UINT64_MAX; /* absent: an image that never changed it */
+	for (int i = 0; i < 4; i++)
+		if (state_opt_u64(r, stat_names[i], &stats[i], err, errlen) < 0)
+			return -1;
+	if (state_opt_u64(r, "sched_base", &base, err, errlen) < 0)
+		return -1;
+	if (base != UINT64_MAX && base > INT_MAX) {
+		snprintf(err, errlen, "batond: bad sched_base %llu", (unsigned long long)base);
+		return -1;
+	}
+	*sched = base == UINT64_MAX ? -1 : (int)base;
+	return 0;
+}
+
+/* The log record: the file's path ("" for stderr) and fd, and the level. */
+static int parse_log(const struct state_rec *r, char *path, size_t pathlen, int *fd,
+		     enum log_level *lvl, char *err, size_t errlen)
+{
+	char level[16];
+	long long v;
+	if (state_get_str(r, "path", path, pathlen, err, errlen) < 0 ||
+	    state_get_int(r, "fd", -1, INT_MAX, &v, err, errlen) < 0 ||
+	    state_get_str(r, "level", level, sizeof(level), err, errlen) < 0)
+		return -1;
+	if (log_parse_level(level, lvl)) {
+		snprintf(err, errlen, "log: bad level '%s'", level);
+		return -1;
+	}
+	*fd = (int)v;
+	return 0;
+}
+
 int snapshot_check(const struct state *st, char *err, size_t errlen)
 {
 	int seen[NKNOWN] = {0};
@@ -90,17 +128,23 @@ int snapshot_check(const struct state *st, char *err, size_t errlen)
 			continue;
 		seen[k]++;
 		int rc = 0;
-		if (strcmp(r->type, "baton") == 0) {
+		if (strcmp(r->type, "batond") == 0) {
+			uint64_t stats[4];
+			int sched;
+			rc = parse_batond(r, stats, &sched, err, errlen);
+		} else if (strcmp(r->type, "log") == 0) {
+			char path[PATH_MAX];
+			enum log_level lvl;
+			int fd;
+			rc = parse_log(r, path, sizeof(path), &fd, &lvl, err, errlen);
+		} else if (strcmp(r->type, "baton") == 0) {
 			struct cfg_baton b;
 			memset(&b, 0, sizeof(b));
 			rc = config_restore_section(r, S_BATON, &b, err, errlen);
 		} else if (strcmp(r->type, "listener") == 0) {
-			struct cfg_listener lc;
-			memset(&lc, 0, sizeof(lc));
-			/* "address = systemd" means the listener's own name */
-			rc = state_get_str(r, "name", lc.name, sizeof(lc.name), err, errlen);
-			if (rc == 0)
-				rc = config_restore_section(r, S_LISTENER, &lc, err, errlen);
+			rc = listener_check_rec(r, err, errlen);
+		} else if (strcmp(r->type, "control") == 0) {
+			rc = control_check_rec(r, err, errlen);
 		} else if (strcmp(r->type, "program") == 0) {
 			struct cfg_program pc;
 			memset(&pc, 0, sizeof(pc));
@@ -121,37 +165,28 @@ int snapshot_check(const struct state *st, char *err, size_t errlen)
 
 static int restore_batond(const struct state_rec *r, char *err, size_t errlen)
 {
-	uint64_t base = UINT64_MAX; /* absent: an image that never changed it */
+	uint64_t stats[4] = {0};
+	int sched;
+	if (parse_batond(r, stats, &sched, err, errlen) < 0)
+		return -1;
 	for (int i = 0; i < 4; i++)
-		if (state_opt_u64(r, stat_names[i], stat_of(i), err, errlen) < 0)
-			return -1;
-	if (state_opt_u64(r, "sched_base", &base, err, errlen) < 0)
-		return -1;
-	if (base != UINT64_MAX && base > INT_MAX) {
-		snprintf(err, errlen, "batond: bad sched_base %llu", (unsigned long long)base);
-		return -1;
-	}
-	cpusched_init(base == UINT64_MAX ? -1 : (int)base);
+		if (state_get(r, stat_names[i]))
+			*stat_of(i) = stats[i];
+	cpusched_init(sched);
 	return 0;
 }
 
 static int restore_log(const struct state_rec *r, char *err, size_t errlen)
 {
-	char path[PATH_MAX], level[16];
-	long long fd;
+	char path[PATH_MAX];
 	enum log_level lvl;
-	if (state_get_str(r, "path", path, sizeof(path), err, errlen) < 0 ||
-	    state_get_int(r, "fd", -1, INT_MAX, &fd, err, errlen) < 0 ||
-	    state_get_str(r, "level", level, sizeof(level), err, errlen) < 0)
+	int fd;
+	if (parse_log(r, path, sizeof(path), &fd, &lvl, err, errlen) < 0)
 		return -1;
-	if (log_parse_level(level, &lvl)) {
-		snprintf(err, errlen, "log: bad level '%s'", level);
-		return -1;
-	}
 	if (!batond.log_level_fixed)
 		log_set_level(lvl);
-	if (path[0] && fd >= 0 && fcntl((int)fd, F_GETFL) >= 0) {
-		log_adopt_file(path, (int)fd);
+	if (path[0] && fd >= 0 && fcntl(fd, F_GETFL) >= 0) {
+		log_adopt_file(path, fd);
 	} else if (path[0]) {
 		snprintf(err, errlen, "log: no fd for %s", path);
 		return -1;

@@ -401,6 +401,15 @@ old_exe -1
 """
 
 
+LISTENER = """+listener
+name web
+cfg.address tcp:127.0.0.1:0
+cfg.program web
+fd 7
+bound 127.0.0.1:1
+"""
+
+
 def check_state(td, data, name="state"):
     path = td.file(name, "")
     with open(path, "wb") as f:
@@ -422,6 +431,8 @@ def check_state_and_restore_state_flags_refuse_hostile_input(td):
     assert r.returncode == 1 and "state fd 9: Bad file descriptor" in r.stderr, r
     ok = state(MINIMAL)
     assert check_state(td, ok) == (0, "state ok: version 1, 6 records\n")
+    listener = MINIMAL + LISTENER + "base_uid 1000\nbase_gid 1000\ntcp_base.nodelay 0\n"
+    assert check_state(td, state(listener)) == (0, "state ok: version 1, 7 records\n")
     # an optional record this build does not know is skipped; a required one fails
     assert check_state(td, state(MINIMAL + "?future\nx 1\n"))[0] == 0
     for data, want in (
@@ -436,7 +447,18 @@ def check_state_and_restore_state_flags_refuse_hostile_input(td):
             (state(MINIMAL + "+program\nname web\ncfg.command a%00b\n"), "NUL byte"),
             (state(MINIMAL + "x%zz 1\n"), "bad field"),
             (state(MINIMAL + "bad %zz\n"), "bad value of bad"),
-            (state("name before\n" + MINIMAL), "a field before any record")):
+            (state("name before\n" + MINIMAL), "a field before any record"),
+            # what the new image restores is read here too, not only at restore
+            (state(MINIMAL + LISTENER + "base_uid -2\n"), "listener: base_uid: bad value '-2'"),
+            (state(MINIMAL + LISTENER + "base_gid 4294967295\n"), "listener: base_gid: bad value"),
+            (state(MINIMAL + LISTENER.replace("fd 7", "fd x")), "listener: fd: bad value 'x'"),
+            (state(MINIMAL.replace("version 0.1.0\n", "version 0.1.0\nsched_base 4294967296\n", 1)),
+             "batond: bad sched_base 4294967296"),
+            (state(MINIMAL.replace("level info", "level loud")), "log: bad level 'loud'"),
+            (state(MINIMAL.replace("mode 384\n", "mode 384\nbase_gid -5\n")),
+             "control: base_gid: bad value '-5'"),
+            (state(MINIMAL.replace("mode 384\n", "mode 99999\n")), "control: bad mode 99999"),
+            (state(MINIMAL.replace("fd 5\n", "fd -3\n")), "control: fd: bad value '-3'")):
         code, out = check_state(td, data)
         assert code == 1 and want in out, (data[:80], code, out)
     # --restore-state with no state: a clear error, nothing started
