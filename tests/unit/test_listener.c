@@ -252,6 +252,7 @@ static void test_out_of_fds_episodes(void **state)
 
 	accept_out_of_fds(l);
 	accept_out_of_fds(l);
+	l->short_last_ms = l->short_since_ms; /* both in one ms, however busy the machine */
 	assert_int_equal(count_in(logpath, "accept paused listener=web"), 1);
 	accept_one(l); /* within the quiet second: the episode goes on */
 	assert_int_equal(count_in(logpath, "accept resumed"), 0);
