@@ -552,7 +552,7 @@ static void validate(struct parse *p)
 		int is_unix = l->addr.kind == ADDR_UNIX;
 		static const char *const tcp_only[] = {
 			"tcp_nodelay", "tcp_keepalive", "tcp_keepidle",
-			"tcp_keepintvl", "tcp_keepcnt", "tcp_user_timeout"};
+			"tcp_keepintvl", "tcp_keepcnt", "tcp_user_timeout", "tcp_defer_accept"};
 		for (size_t k = 0; is_unix && k < sizeof(tcp_only) / sizeof(tcp_only[0]); k++)
 			if (key_set(l->set, tcp_only[k], S_LISTENER))
 				add_err(p, l->line, "[listener:%s] '%s' applies only to TCP listeners",

@@ -48,6 +48,7 @@ struct cfg_listener {
 	uint64_t tcp_keepintvl;
 	long long tcp_keepcnt;
 	uint64_t tcp_user_timeout;
+	uint64_t tcp_defer_accept;
 	uint64_t set; /* bit per key (table index) that appeared */
 	uint64_t bad; /* bit per key whose value was rejected */
 };

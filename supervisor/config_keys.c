@@ -65,6 +65,8 @@ const struct config_key config_keys[] = {
 	  "TCP only: probes before the connection is dropped (0: system default)."),
 	L("tcp_user_timeout", T_DUR, tcp_user_timeout, 0, HOUR, "0",
 	  "TCP only: TCP_USER_TIMEOUT (0: system default)."),
+	L("tcp_defer_accept", T_DUR, tcp_defer_accept, 0, HOUR, "0",
+	  "TCP only: TCP_DEFER_ACCEPT: a client is accepted once it has sent data (or after about this long, whole seconds), so its worker reads the request at once; only for protocols where the client speaks first (HTTP, TLS). 0: off."),
 
 	P("command", T_CMD, command, 0, 0, NULL,
 	  "Program and arguments, split on spaces with '...' and \"...\" quoting (no shell)."),

@@ -253,7 +253,14 @@ static int unix_apply(const struct listener *l, char *why, size_t whylen)
 	return listener_unix_set(un->sun_path, l->dev, l->ino, uid, gid, l->cfg.mode, why, whylen);
 }
 
-/* Seconds for a keepalive option: ms rounded up, at least 1. */
+/* The fields of struct tcp_base, in order: "tcp_base.NAME" in the state. */
+static const char *const tcp_base_names[] = {"nodelay", "keepalive",    "idle",        "intvl",
+					     "cnt",     "user_timeout", "defer_accept"};
+#define TCP_BASE_N (int)(sizeof(tcp_base_names) / sizeof(tcp_base_names[0]))
+_Static_assert(sizeof(struct tcp_base) == sizeof(tcp_base_names) / sizeof(tcp_base_names[0]) * sizeof(int),
+	       "struct tcp_base and tcp_base_names disagree");
+
+/* Seconds for an option the kernel takes in seconds: ms rounded up, at least 1. */
 static int secs(uint64_t ms)
 {
 	return (int)((ms + 999) / 1000);
@@ -277,6 +284,7 @@ static void tcp_base_read(struct listener *l)
 		{IPPROTO_TCP, TCP_NODELAY, &b->nodelay},   {SOL_SOCKET, SO_KEEPALIVE, &b->keepalive},
 		{IPPROTO_TCP, TCP_KEEPIDLE, &b->idle},     {IPPROTO_TCP, TCP_KEEPINTVL, &b->intvl},
 		{IPPROTO_TCP, TCP_KEEPCNT, &b->cnt},       {IPPROTO_TCP, TCP_USER_TIMEOUT, &b->user_timeout},
+		{IPPROTO_TCP, TCP_DEFER_ACCEPT, &b->defer_accept},
 	};
 	for (size_t i = 0; i < sizeof(o) / sizeof(o[0]); i++) {
 		socklen_t len = sizeof(int);
@@ -290,7 +298,7 @@ static void tcp_base_read(struct listener *l)
  * TCP_USER_TIMEOUT from a listening socket to every socket it accepts, so
  * they are set once on the listener (and again on a reload), not on each
  * connection: the configured value, or the socket's own (tcp_base) for
- * what is not configured.
+ * what is not configured.  TCP_DEFER_ACCEPT is the listener's own.
  */
 static void tcp_options(const struct listener *l)
 {
@@ -314,6 +322,11 @@ static void tcp_options(const struct listener *l)
 	if (c->tcp_user_timeout || b->user_timeout >= 0)
 		set_opt(l, IPPROTO_TCP, TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT",
 			c->tcp_user_timeout ? (int)c->tcp_user_timeout : b->user_timeout);
+	/* Not copied to accepted sockets: it holds connections back in the
+	 * listener until their first data, and a reload changes it at once. */
+	if (c->tcp_defer_accept || b->defer_accept >= 0)
+		set_opt(l, IPPROTO_TCP, TCP_DEFER_ACCEPT, "TCP_DEFER_ACCEPT",
+			c->tcp_defer_accept ? secs(c->tcp_defer_accept) : b->defer_accept);
 }
 
 static void retry_accept(evutil_socket_t fd, short what, void *arg)
@@ -604,11 +617,9 @@ void listener_save(const struct listener *l, struct state_out *o)
 	state_u64(o, "accepted", l->accepted);
 	state_u64(o, "pauses", l->pauses);
 	const int *b = &l->tcp_base.nodelay;
-	static const char *const names[] = {"nodelay", "keepalive", "idle", "intvl", "cnt",
-					    "user_timeout"};
-	for (int i = 0; i < 6; i++) {
+	for (int i = 0; i < TCP_BASE_N; i++) {
 		char key[32];
-		snprintf(key, sizeof(key), "tcp_base.%s", names[i]);
+		snprintf(key, sizeof(key), "tcp_base.%s", tcp_base_names[i]);
 		state_i64(o, key, b[i]);
 	}
 }
@@ -618,8 +629,6 @@ void listener_save(const struct listener *l, struct state_out *o)
 static int parse_rec(const struct state_rec *r, struct listener *l, long long *fd, uint64_t *dev,
 		     uint64_t *ino, char *err, size_t errlen)
 {
-	static const char *const names[] = {"nodelay", "keepalive", "idle", "intvl", "cnt",
-					    "user_timeout"};
 	long long v;
 
 	*dev = *ino = 0;
@@ -639,10 +648,10 @@ static int parse_rec(const struct state_rec *r, struct listener *l, long long *f
 	     state_get_int(r, "base_gid", -1, UINT32_MAX - 1, &l->base_gid, err, errlen) < 0))
 		return -1;
 	int *b = &l->tcp_base.nodelay;
-	for (int i = 0; i < 6; i++) {
+	for (int i = 0; i < TCP_BASE_N; i++) {
 		char key[32];
-		snprintf(key, sizeof(key), "tcp_base.%s", names[i]);
-		b[i] = -1;
+		snprintf(key, sizeof(key), "tcp_base.%s", tcp_base_names[i]);
+		b[i] = -1; /* absent (an older writer): unknown, never set back */
 		if (state_get(r, key)) {
 			if (state_get_int(r, key, -1, INT_MAX, &v, err, errlen) < 0)
 				return -1;
@@ -680,6 +689,13 @@ struct listener *listener_adopt(const struct state_rec *r, char *err, size_t err
 	l->fd = (int)fd;
 	l->dev = (dev_t)dev;
 	l->ino = (ino_t)ino;
+	if (!state_get(r, "tcp_base.defer_accept")) {
+		/* A writer that did not know the option never set it: the
+		 * socket still has its own value. */
+		socklen_t len = sizeof(int);
+		if (getsockopt(l->fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &l->tcp_base.defer_accept, &len) < 0)
+			l->tcp_base.defer_accept = -1;
+	}
 	listener_ready(l, 1);
 	return l;
 }

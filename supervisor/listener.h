@@ -31,7 +31,8 @@ struct listener {
 	uint32_t short_failures;
 	int tcp;          /* TCP: the TCP options are set on it (accepted sockets inherit them) */
 	struct tcp_base {
-		int nodelay, keepalive, idle, intvl, cnt, user_timeout; /* -1: unknown */
+		/* -1: unknown; in the order of tcp_base_names (listener.c) */
+		int nodelay, keepalive, idle, intvl, cnt, user_timeout, defer_accept;
 	} tcp_base;       /* the socket's own values, for options not configured */
 	char bound[80];   /* the address actually bound */
 	dev_t dev;        /* unix: the socket file we created */

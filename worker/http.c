@@ -600,7 +600,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 	}
 }
 
-static int listen_on(const char *spec)
+static int listen_on(const char *spec, int defer_s)
 {
 	struct addr a;
 	char err[256];
@@ -624,6 +624,11 @@ static int listen_on(const char *spec)
 			close(fd);
 		return -1;
 	}
+	if (defer_s && setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof(defer_s)) < 0) {
+		fprintf(stderr, "baton-http: --defer-accept: %s\n", strerror(errno));
+		close(fd);
+		return -1;
+	}
 	return fd;
 }
 
@@ -638,6 +643,8 @@ static void usage(FILE *f)
 		"  --fail-start       exit 1 before reporting ready (a broken release)\n"
 		"  --never-ready      never report ready\n"
 		"  --listen ADDR      accept on tcp:HOST:PORT with SO_REUSEPORT, no batond\n"
+		"  --defer-accept S   with --listen: TCP_DEFER_ACCEPT of S seconds (as batond's\n"
+		"                     tcp_defer_accept; the benchmark's direct baseline)\n"
 		"  -h, --help\n");
 }
 
@@ -650,11 +657,12 @@ int main(int argc, char **argv)
 		{"fail-start", no_argument, NULL, 'f'},
 		{"never-ready", no_argument, NULL, 'n'},
 		{"listen", required_argument, NULL, 'l'},
+		{"defer-accept", required_argument, NULL, 'D'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	const char *listen_addr = NULL;
-	long delay_ms = 0;
+	long delay_ms = 0, defer_s = 0;
 	int fail_start = 0, never_ready = 0, c;
 	char *end;
 
@@ -691,6 +699,14 @@ int main(int argc, char **argv)
 		case 'l':
 			listen_addr = optarg;
 			break;
+		case 'D':
+			errno = 0;
+			defer_s = strtol(optarg, &end, 10);
+			if (errno || *end || !*optarg || defer_s < 1 || defer_s > 3600) {
+				fprintf(stderr, "baton-http: --defer-accept: want seconds 1..3600, got '%s'\n", optarg);
+				return 2;
+			}
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -702,6 +718,10 @@ int main(int argc, char **argv)
 	if (optind < argc) {
 		fprintf(stderr, "baton-http: unexpected argument '%s'\n", argv[optind]);
 		usage(stderr);
+		return 2;
+	}
+	if (defer_s && !listen_addr) {
+		fprintf(stderr, "baton-http: --defer-accept needs --listen (behind batond, set tcp_defer_accept)\n");
 		return 2;
 	}
 	if (fail_start) {
@@ -722,7 +742,7 @@ int main(int argc, char **argv)
 
 	struct event *ev_accept = NULL, *ev_ready = NULL;
 	if (listen_addr) {
-		int lfd = listen_on(listen_addr);
+		int lfd = listen_on(listen_addr, (int)defer_s);
 		if (lfd < 0)
 			return 1;
 		ev_accept = event_new(app.base, lfd, EV_READ | EV_PERSIST, on_accept, NULL);

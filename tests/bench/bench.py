@@ -37,6 +37,12 @@ Then (BENCH_SCHED=0 skips it) the new-connection load through a batond
 with `batch_scheduling = no`, against the default (yes): req/s, latency
 and CPU per connection of batond and of its workers.
 
+Then (BENCH_DEFER=0 skips it) the new-connection load with
+TCP_DEFER_ACCEPT on both sides: the direct workers' socket
+(`--defer-accept 1`) and batond's listener (`tcp_defer_accept = 1s`);
+a client is then accepted only once its request is in, so every worker
+reads it at once.  Ratios against the goals, and the runs without it.
+
 Then (BENCH_HELD=0 skips it) batond's memory: resident set size at idle
 and while workers hold BENCH_HELD open keep-alive connections, against
 the targets (8 MiB idle, 16 MiB at 10,000 connections).
@@ -47,6 +53,7 @@ that does not start, batond not stopping cleanly) raises.
 Environment: BATON_BIN (binaries), BENCH_SECONDS (per wrk run, default
 5), BENCH_CONNS (wrk connections, default 50), BENCH_WORKERS (default 2),
 BENCH_UPGRADE (default 1), BENCH_SCHED (default 1), BENCH_LAYOUTS (default 1),
+BENCH_DEFER (default 1),
 BENCH_HELD (default 10000).
 """
 import os
@@ -69,6 +76,7 @@ WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 UPGRADE = os.environ.get("BENCH_UPGRADE", "1") != "0"
 SCHED = os.environ.get("BENCH_SCHED", "1") != "0"
 LAYOUT_ALL = os.environ.get("BENCH_LAYOUTS", "1") != "0"
+DEFER = os.environ.get("BENCH_DEFER", "1") != "0"
 HELD = int(os.environ.get("BENCH_HELD", "10000"))
 MIB = 1024 * 1024
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -192,10 +200,11 @@ LAYOUTS = {WRKS: "in the bench's session, with wrk (the baseline of the ratios a
            OWN: "each in a session of its own, as batond's workers"}
 
 
-def direct(layout=WRKS):
-    """The direct workers' figures, started in the given layout."""
+def direct(layout=WRKS, args=(), modes=MODES):
+    """The direct workers' figures, started in the given layout, with more
+    baton-http args, under the given modes."""
     port = free_port()
-    cmd = [bin_path("baton-http"), "--listen", f"tcp:127.0.0.1:{port}"]
+    cmd = [bin_path("baton-http"), "--listen", f"tcp:127.0.0.1:{port}", *args]
     if layout == ONE:  # one shell leads their session and waits for them
         lead = subprocess.Popen(["sh", "-c", " & ".join([shlex.join(cmd)] * WORKERS) + " & wait"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -209,7 +218,7 @@ def direct(layout=WRKS):
         if layout == ONE:
             wait_until(lambda: len(children(procs[0].pid)) == WORKERS, 10, "the workers")
         pids = children(procs[0].pid) if layout == ONE else [p.pid for p in procs]
-        return measure(port, {"workers": lambda: pids})
+        return {mode: loaded(port, close, {"workers": lambda: pids}) for mode, close in modes.items()}
     finally:
         if layout == ONE:
             os.killpg(procs[0].pid, signal.SIGKILL)  # the group the shell leads: ours
@@ -245,10 +254,10 @@ def under_upgrades(b, port):
         t.join()
 
 
-def web_batond(td, workers, cap=None, nofile=None, baton=""):
+def web_batond(td, workers, cap=None, nofile=None, baton="", listener=""):
     """batond serving one listener 'web' with `workers` baton-http workers;
     cap: their capacity (and --capacity), nofile: the fd limit of all;
-    baton: more [baton] keys."""
+    baton, listener: more [baton] and [listener:web] keys."""
     prog = f"command = @BIN@/baton-http --capacity {cap}\ncapacity = {cap}" if cap else \
         "command = @BIN@/baton-http"
     return Batond(td, f"""
@@ -259,6 +268,7 @@ log_level = warn
 address = tcp:127.0.0.1:0
 program = web
 backlog = 4096
+{listener}
 [program:web]
 {prog}
 workers = {workers}
@@ -297,6 +307,23 @@ def without_batch_scheduling():
 
 
 # --- memory --------------------------------------------------------------
+
+def with_defer_accept():
+    """New connections with TCP_DEFER_ACCEPT on both sides: the direct
+    workers' socket (--defer-accept 1) and batond's listener
+    (tcp_defer_accept = 1s)."""
+    d = direct(WRKS, ("--defer-accept", "1"), {NEW: True})[NEW]
+    td = TestDir()
+    try:
+        b = web_batond(td, WORKERS, listener="tcp_defer_accept = 1s")
+        pid = b.proc.pid
+        run = loaded(b.port("web"), True, {"batond": lambda: [pid], "workers": lambda: children(pid)},
+                     lambda: accepted_total(b.control))
+        assert b.stop() == 0
+        return d, run
+    finally:
+        td.cleanup()
+
 
 def rss(pid):
     """(VmRSS, VmHWM) of a process, in bytes."""
@@ -484,6 +511,27 @@ def print_sched(yes, no):
     table(rows)
 
 
+def print_defer(d, b, d0, b0):
+    """d, b: with TCP_DEFER_ACCEPT; d0, b0: the steady runs without."""
+    print("\ntcp_defer_accept, new connection per request: direct workers with --defer-accept 1, batond "
+          "with tcp_defer_accept = 1s;\nratio: batond / direct (both with it); 'without': the runs above")
+    rows = [["figure", "direct", "batond", "ratio", "goal", "", "direct without", "batond without"]]
+    for what, key, goal in (("req/s", "rps", REQS_GOAL[NEW]), ("p50 latency", "p50", LATENCY_GOAL),
+                            ("p99 latency", "p99", LATENCY_GOAL)):
+        rows.append(ratio_row("", what, d[key], b[key], goal)[1:] + list(cells_for(what, d0[key], b0[key])))
+    dc = cpu_per(d, "workers", NEW)
+    alone, workers = cpu_per(b, "batond", NEW), cpu_per(b, "workers", NEW)
+    dc0 = cpu_per(d0, "workers", NEW)
+    alone0, workers0 = cpu_per(b0, "batond", NEW), cpu_per(b0, "workers", NEW)
+    rows.append(ratio_row("", "CPU µs/conn: batond alone", dc, alone, CPU_GOAL, CPU_STRETCH)[1:] +
+                [f"{dc0:.1f}", f"{alone0:.1f}"])
+    rows.append(ratio_row("", "CPU µs/conn: batond's workers", dc, workers)[1:] + ["", f"{workers0:.1f}"])
+    rows.append(ratio_row("", "CPU µs/conn: batond + workers", dc, alone + workers, CPU_TOTAL_GOAL)[1:] +
+                ["", f"{alone0 + workers0:.1f}"])
+    rows.append(["errors", str(d["errors"]), str(b["errors"]), "", "", "", str(d0["errors"]), str(b0["errors"])])
+    table(rows)
+
+
 def print_memory(idle, held, peak):
     print(f"\nbatond memory (VmRSS): idle {idle / MIB:.1f} MiB (target < 8 MiB, "
           f"{idle / (8 * MIB):.2f} of it); {HELD} open connections held by the workers "
@@ -515,6 +563,8 @@ def main():
         print_upgrades(b)
     if SCHED:
         print_sched(b["steady"][NEW], without_batch_scheduling())
+    if DEFER:
+        print_defer(*with_defer_accept(), d[NEW], b["steady"][NEW])
     if HELD:
         print_memory(*memory())
     return 1 if any(b.get("upgrades", [])) else 0

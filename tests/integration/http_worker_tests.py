@@ -523,3 +523,28 @@ def http_worker_answers_a_client_that_half_closes(td):
             s.close()
             assert data.count(b"HTTP/1.1 200 ") == 2, (addr, i, data)
     assert b.stop() == 0
+
+
+def syn_recv(port):
+    """Server-side connections to port still held back by the kernel: with
+    TCP_DEFER_ACCEPT a client that has not spoken stays SYN-RECV there."""
+    out = subprocess.run(["ss", "-Htn", "state", "syn-recv", f"sport = :{port}"], capture_output=True,
+                         text=True, timeout=10, check=True).stdout
+    return len(out.splitlines())
+
+
+@test
+def http_worker_listen_defer_accept(td):
+    """baton-http --listen --defer-accept (the benchmark's direct baseline
+    for batond's tcp_defer_accept): a client that has not spoken is not
+    accepted (the kernel holds it back, SYN-RECV on the server side) while
+    one that speaks is served; the silent one is served once it speaks."""
+    d = Direct(td, "--defer-accept", "30")
+    silent = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    wait_until(lambda: syn_recv(d.port) == 1, 5, "the silent client held back")
+    assert http_get(("127.0.0.1", d.port), timeout=5)[0] == 200
+    assert syn_recv(d.port) == 1
+    silent.sendall(REQ)
+    assert read_response(silent)[0] == 200
+    silent.close()
+    assert syn_recv(d.port) == 0

@@ -634,6 +634,7 @@ backlog = 77
 tcp_keepalive = yes
 tcp_keepidle = 45s
 tcp_user_timeout = 20s
+tcp_defer_accept = 5s
 [listener:local]
 address = unix:{td.path}/w.sock
 program = web

@@ -701,6 +701,60 @@ workers = 1
 
 
 @test
+def tcp_defer_accept_hands_over_clients_once_they_speak(td):
+    """tcp_defer_accept: batond accepts a TCP client, and a worker gets it,
+    only once the client has sent something, so the worker reads its
+    request at once.  A silent client waits in the listener meanwhile and
+    is served when it speaks; a reload that removes the key (same address,
+    the same socket) gives the socket its own value back, and silent
+    clients are accepted at once again."""
+    cfg = """
+[listener:web]
+address = tcp:127.0.0.1:0
+program = web
+tcp_defer_accept = 30s
+[program:web]
+command = @BIN@/baton-http
+workers = 1
+"""
+    b = Batond(td, cfg, wait_ready=1)
+    port = b.port("web")
+    req = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+
+    def accepted():
+        out = run([bin_path("batonctl"), "-s", b.control, "metrics"]).stdout
+        return int(re.search(r'^baton_connections_accepted_total\{program="web"\} (\d+)$', out,
+                             re.M).group(1))
+
+    def answer(s):
+        s.sendall(req)
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+        s.close()
+        return data
+
+    silent = socket.create_connection(("127.0.0.1", port), timeout=10)  # the kernel completes it
+    time.sleep(0.5)
+    assert accepted() == 0
+    assert answer(socket.create_connection(("127.0.0.1", port), timeout=10)).startswith(b"HTTP/1.1 200 ")
+    assert accepted() == 1  # the one that spoke, not the silent one
+    assert answer(silent).startswith(b"HTTP/1.1 200 ")
+    assert accepted() == 2
+    with open(b.config) as f:
+        text = f.read()
+    with open(b.config, "w") as f:
+        f.write(text.replace("tcp_defer_accept = 30s\n", ""))
+    r = run([bin_path("batonctl"), "-s", b.control, "reload"])
+    assert r.returncode == 0 and "listener web: update settings" in r.stderr, (r.stdout, r.stderr)
+    silent = socket.create_connection(("127.0.0.1", port), timeout=10)
+    wait_until(lambda: accepted() == 3, 5, "the silent client accepted once the key is gone")
+    assert answer(silent).startswith(b"HTTP/1.1 200 ")
+    assert f"bound=127.0.0.1:{port}" in b.log() and b.log().count("listening listener=web") == 1
+    assert b.stop() == 0
+
+
+@test
 def acked_copies_closed_a_run_at_a_time(td):
     """batond keeps its copy of each fd until the worker acknowledges it,
     then closes the copies of one ACK together: a run of consecutive fd
@@ -795,6 +849,12 @@ def worker_flags_bad_input(td):
     for bad in ("unix:/tmp/x", "tcp:nohost:1", "tcp:127.0.0.1:99999"):
         r = subprocess.run([bin_path("baton-http"), "--listen", bad], capture_output=True, text=True, timeout=10)
         assert r.returncode == 1 and "--listen" in r.stderr, (bad, r)
+    for args, words in ((["--defer-accept", "0"], "want seconds 1..3600"),
+                        (["--defer-accept", "3601"], "want seconds 1..3600"),
+                        (["--defer-accept", "1s"], "want seconds 1..3600"),
+                        (["--defer-accept", "5"], "--defer-accept needs --listen")):
+        r = subprocess.run([bin_path("baton-http"), *args], capture_output=True, text=True, timeout=10, env=env)
+        assert r.returncode == 2 and words in r.stderr, (args, r)
 
 
 @test

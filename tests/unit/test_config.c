@@ -344,6 +344,7 @@ static void test_defaults(void **state)
 	assert_int_equal(l->tcp_keepintvl, 0);
 	assert_int_equal(l->tcp_keepcnt, 0);
 	assert_int_equal(l->tcp_user_timeout, 0);
+	assert_int_equal(l->tcp_defer_accept, 0); /* off by default */
 
 	assert_int_equal(cfg->nprograms, 1);
 	struct cfg_program *p = &cfg->programs[0];
@@ -505,6 +506,8 @@ static const struct bad bad_cases[] = {
 	{"heartbeat bad unit", PROG "heartbeat_timeout = 5 s\n", 1, 3, "duration"},
 	{"duration drain max", PROG "drain_timeout = 25h\n", 1, 3, "duration from 0 to 24h"},
 	{"duration keepidle max", LIS "tcp_keepidle = 10h\n" PROG, 1, 4, "duration"},
+	{"duration defer accept max", LIS "tcp_defer_accept = 2h\n" PROG, 1, 4, "duration"},
+	{"duration defer accept negative", LIS "tcp_defer_accept = -1s\n" PROG, 1, 4, "duration"},
 	{"duration overflow", PROG "backoff = 99999999999999999999ms\n", 1, 3, "duration"},
 	/* modes */
 	{"mode not octal", "[baton]\ncontrol_mode = 0899\n", 1, 2, "octal file mode"},
@@ -572,8 +575,8 @@ static const struct bad bad_cases[] = {
 	 "'tcp_nodelay' applies only to TCP", 1, "'tcp_keepcnt' applies only to TCP"},
 	{"all tcp keys on unix",
 	 PROG ULIS "tcp_nodelay = yes\ntcp_keepalive = yes\ntcp_keepidle = 1s\n"
-		   "tcp_keepintvl = 1s\ntcp_keepcnt = 3\ntcp_user_timeout = 1s\n",
-	 6, 3, "'tcp_keepalive' applies only to TCP", 3, "'tcp_user_timeout' applies only"},
+		   "tcp_keepintvl = 1s\ntcp_keepcnt = 3\ntcp_user_timeout = 1s\ntcp_defer_accept = 1s\n",
+	 7, 3, "'tcp_keepalive' applies only to TCP", 3, "'tcp_defer_accept' applies only"},
 	{"mode on tcp", LIS "mode = 0600\n" PROG, 1, 1, "only to unix"},
 	{"owner on tcp", PROG LIS "owner = root\n", 1, 3, "only to unix"},
 	{"backoff_max < backoff", PROG "backoff = 10s\nbackoff_max = 5s\n", 1, 1,
@@ -1145,7 +1148,7 @@ static void test_reference(void **state)
 		"log_file", "http",
 		"address", "program", "backlog", "mode", "owner", "tcp_nodelay",
 		"tcp_keepalive", "tcp_keepidle", "tcp_keepintvl", "tcp_keepcnt",
-		"tcp_user_timeout",
+		"tcp_user_timeout", "tcp_defer_accept",
 		"command", "workers", "directory", "environment", "user", "umask",
 		"ready_timeout", "drain_timeout", "stop_timeout", "queue_timeout", "heartbeat_timeout",
 		"ack_timeout", "stdout", "stderr",
@@ -1256,6 +1259,7 @@ static void test_diff(void **state)
 		{"backlog = 100\n", "", CONFIG_DIFF_SETTINGS, 0},
 		{"tcp_nodelay = no\n", "", CONFIG_DIFF_SETTINGS, 0},
 		{"tcp_user_timeout = 5s\n", "", CONFIG_DIFF_SETTINGS, 0},
+		{"tcp_defer_accept = 1s\n", "", CONFIG_DIFF_SETTINGS, 0},
 		{"", "workers = 3\n", 0, CONFIG_DIFF_WORKERS},
 		{"", "capacity = 7\n", 0, CONFIG_DIFF_SETTINGS},
 		{"", "stop_signal = INT\n", 0, CONFIG_DIFF_SETTINGS},

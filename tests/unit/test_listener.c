@@ -20,11 +20,13 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/resource.h>
 
 #include "batond.h"
 #include "listener.h"
 #include "log.h"
+#include "state.h"
 
 static char dir[64], path[128], target[128], moved[128];
 
@@ -277,6 +279,78 @@ static void test_out_of_fds_episodes(void **state)
 	unlink(logpath);
 }
 
+/* The listener record through a sealed state, with the line of field drop
+ * (if any) taken out; the record adopted, or NULL. */
+static struct listener *through_state(const struct listener *l, const char *drop)
+{
+	struct state_out o;
+	struct state st;
+	char err[200];
+	state_out_init(&o);
+	listener_save(l, &o);
+	if (drop) {
+		char *at = strstr(o.buf, drop);
+		assert_non_null(at);
+		char *eol = strchr(at, '\n');
+		memmove(at, eol + 1, o.len - (size_t)(eol + 1 - o.buf));
+		o.len -= (size_t)(eol + 1 - at);
+		o.buf[o.len] = '\0';
+	}
+	int fd = state_seal(&o, err, sizeof(err));
+	assert_true(fd >= 0);
+	assert_int_equal(state_read_fd(fd, &st, err, sizeof(err)), 0);
+	close(fd);
+	state_out_free(&o);
+	struct listener *a = listener_adopt(&st.rec[0], err, sizeof(err));
+	if (!a)
+		fprintf(stderr, "adopt: %s\n", err);
+	state_free(&st);
+	return a;
+}
+
+/* tcp_base.defer_accept crosses a reexec; a state without it (a writer
+ * that never set the option) reads the socket's own value instead. */
+static void test_adopt_defer_accept_base(void **state)
+{
+	char err[200];
+	struct cfg_listener cfg;
+	(void)state;
+
+	batond.base = event_base_new();
+	assert_non_null(batond.base);
+	memset(&cfg, 0, sizeof(cfg));
+	snprintf(cfg.name, sizeof(cfg.name), "web");
+	snprintf(cfg.program, sizeof(cfg.program), "p");
+	assert_int_equal(addr_parse("tcp:127.0.0.1:0", &cfg.addr, err, sizeof(err)), 0);
+	cfg.backlog = 16;
+	snprintf(cfg.address, sizeof(cfg.address), "tcp:127.0.0.1:0");
+	cfg.tcp_defer_accept = 2000;
+	struct listener *l = listener_new(&cfg, err, sizeof(err));
+	assert_non_null(l);
+	assert_int_equal(l->tcp_base.defer_accept, 0); /* read before batond set it */
+	int v;
+	socklen_t len = sizeof(v);
+	assert_int_equal(getsockopt(l->fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &v, &len), 0);
+	assert_true(v > 0); /* set */
+
+	struct listener *a = through_state(l, NULL);
+	assert_non_null(a);
+	assert_int_equal(a->tcp_base.defer_accept, 0); /* the saved base, not the socket's value */
+	a->fd = -1; /* the same socket as l's */
+	listener_free(a);
+
+	l->tcp_base.defer_accept = 1; /* a base only the state can tell */
+	a = through_state(l, "tcp_base.defer_accept ");
+	assert_non_null(a);
+	assert_int_equal(a->tcp_base.defer_accept, v); /* absent: read off the socket */
+	a->fd = -1;
+	listener_free(a);
+
+	listener_free(l);
+	event_base_free(batond.base);
+	batond.base = NULL;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -284,6 +358,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_symlink_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_other_files_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_out_of_fds_episodes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_adopt_defer_accept_base, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

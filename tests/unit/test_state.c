@@ -832,7 +832,7 @@ static void test_config_other_sections_roundtrip(void **state)
 	static const char *const tkeys[] = {
 		"address", "tcp:[::1]:8080", "program", "app", "tcp_nodelay", "no",
 		"tcp_keepalive", "yes", "tcp_keepidle", "30s", "tcp_keepcnt", "4",
-		"tcp_user_timeout", "2m", NULL,
+		"tcp_user_timeout", "2m", "tcp_defer_accept", "1500ms", NULL,
 	};
 	static const char *const bkeys[] = {
 		"control", "/run/baton/ctl.sock", "control_mode", "0660", "control_group", "adm",
