@@ -292,11 +292,12 @@ def through_batond():
         td.cleanup()
 
 
-def without_batch_scheduling():
-    """The new-connection load through a batond with batch_scheduling = no."""
+def new_connections_through(**keys):
+    """The new-connection load through a batond with more config keys
+    (web_batond's baton= and listener=)."""
     td = TestDir()
     try:
-        b = web_batond(td, WORKERS, baton="batch_scheduling = no")
+        b = web_batond(td, WORKERS, **keys)
         pid = b.proc.pid
         run = loaded(b.port("web"), True, {"batond": lambda: [pid], "workers": lambda: children(pid)},
                      lambda: accepted_total(b.control))
@@ -306,24 +307,20 @@ def without_batch_scheduling():
         td.cleanup()
 
 
-# --- memory --------------------------------------------------------------
+def without_batch_scheduling():
+    """The new-connection load through a batond with batch_scheduling = no."""
+    return new_connections_through(baton="batch_scheduling = no")
+
 
 def with_defer_accept():
     """New connections with TCP_DEFER_ACCEPT on both sides: the direct
     workers' socket (--defer-accept 1) and batond's listener
     (tcp_defer_accept = 1s)."""
     d = direct(WRKS, ("--defer-accept", "1"), {NEW: True})[NEW]
-    td = TestDir()
-    try:
-        b = web_batond(td, WORKERS, listener="tcp_defer_accept = 1s")
-        pid = b.proc.pid
-        run = loaded(b.port("web"), True, {"batond": lambda: [pid], "workers": lambda: children(pid)},
-                     lambda: accepted_total(b.control))
-        assert b.stop() == 0
-        return d, run
-    finally:
-        td.cleanup()
+    return d, new_connections_through(listener="tcp_defer_accept = 1s")
 
+
+# --- memory --------------------------------------------------------------
 
 def rss(pid):
     """(VmRSS, VmHWM) of a process, in bytes."""
