@@ -547,6 +547,9 @@ void control_save(struct state_out *o, const struct reply *requester, int final)
 	state_u64(o, "ino", (uint64_t)ctl.ino);
 	state_u64(o, "mode", ctl.mode);
 	state_i64(o, "base_gid", ctl.base_gid);
+	state_u64(o, "refused_log.start_ms", ctl.refusals.start_ms);
+	state_u64(o, "refused_log.lines", ctl.refusals.lines);
+	state_u64(o, "refused_log.left_out", ctl.refusals.left_out);
 	LIST_FOREACH(c, &ctl.clients, link) {
 		if (!requester || c != requester->ctx) {
 			if (final)
@@ -565,64 +568,77 @@ void control_save(struct state_out *o, const struct reply *requester, int final)
 	}
 }
 
-/* The control record's fields; base_gid -1 when absent (a writer that did
- * not know it). */
-static int parse_rec(const struct state_rec *r, long long *fd, char *path, size_t pathlen,
-		     uint64_t *dev, uint64_t *ino, uint64_t *mode, long long *base_gid, char *err,
-		     size_t errlen)
+/* What the control record holds. */
+struct ctl_rec {
+	long long fd, base_gid; /* base_gid -1: absent (a writer that did not know it) */
+	char path[sizeof(ctl.path)];
+	uint64_t dev, ino, mode;
+	struct log_limit refusals; /* the window of refusal lines under way */
+};
+
+static int parse_rec(const struct state_rec *r, struct ctl_rec *c, char *err, size_t errlen)
 {
-	if (state_get_int(r, "fd", 0, INT_MAX, fd, err, errlen) < 0 ||
-	    state_get_str(r, "path", path, pathlen, err, errlen) < 0 ||
-	    state_get_u64(r, "dev", dev, err, errlen) < 0 ||
-	    state_get_u64(r, "ino", ino, err, errlen) < 0 ||
-	    state_get_u64(r, "mode", mode, err, errlen) < 0)
+	long long v[3] = {0, 0, 0};
+	static const char *const lim[] = {"refused_log.start_ms", "refused_log.lines",
+					  "refused_log.left_out"};
+	if (state_get_int(r, "fd", 0, INT_MAX, &c->fd, err, errlen) < 0 ||
+	    state_get_str(r, "path", c->path, sizeof(c->path), err, errlen) < 0 ||
+	    state_get_u64(r, "dev", &c->dev, err, errlen) < 0 ||
+	    state_get_u64(r, "ino", &c->ino, err, errlen) < 0 ||
+	    state_get_u64(r, "mode", &c->mode, err, errlen) < 0)
 		return -1;
-	*base_gid = -1;
+	c->base_gid = -1;
 	if (state_get(r, "base_gid") &&
-	    state_get_int(r, "base_gid", -1, UINT32_MAX - 1, base_gid, err, errlen) < 0)
+	    state_get_int(r, "base_gid", -1, UINT32_MAX - 1, &c->base_gid, err, errlen) < 0)
 		return -1;
-	if (*mode > 07777) {
-		snprintf(err, errlen, "control: bad mode %llu", (unsigned long long)*mode);
+	if (c->mode > 07777) {
+		snprintf(err, errlen, "control: bad mode %llu", (unsigned long long)c->mode);
 		return -1;
 	}
+	for (int i = 0; i < 3; i++) /* absent: no window yet */
+		if (state_get(r, lim[i]) &&
+		    state_get_int(r, lim[i], 0, i == 0 ? INT64_MAX : UINT32_MAX, &v[i], err, errlen) < 0)
+			return -1;
+	c->refusals = ctl.refusals; /* burst and window: this build's */
+	c->refusals.start_ms = (uint64_t)v[0];
+	c->refusals.lines = (unsigned)v[1];
+	c->refusals.left_out = (unsigned)v[2];
 	return 0;
 }
 
 int control_check_rec(const struct state_rec *r, char *err, size_t errlen)
 {
-	char path[sizeof(ctl.path)];
-	long long fd, base_gid;
-	uint64_t dev, ino, mode;
-	return parse_rec(r, &fd, path, sizeof(path), &dev, &ino, &mode, &base_gid, err, errlen);
+	struct ctl_rec c;
+	return parse_rec(r, &c, err, errlen);
 }
 
 int control_adopt(const struct cfg_baton *cfg, const struct state_rec *r, char *err, size_t errlen)
 {
-	long long fd;
-	uint64_t dev, ino, mode;
+	struct ctl_rec c;
 	struct stat sb;
 
 	LIST_INIT(&ctl.clients);
-	if (set_group(cfg, err, errlen) < 0 ||
-	    parse_rec(r, &fd, ctl.path, sizeof(ctl.path), &dev, &ino, &mode, &ctl.base_gid, err,
-		      errlen) < 0)
+	if (set_group(cfg, err, errlen) < 0 || parse_rec(r, &c, err, errlen) < 0)
 		return -1;
-	if (strcmp(ctl.path, cfg->control) != 0) {
-		snprintf(err, errlen, "control: the state's socket is %s, the config's %s", ctl.path,
+	if (strcmp(c.path, cfg->control) != 0) {
+		snprintf(err, errlen, "control: the state's socket is %s, the config's %s", c.path,
 			 cfg->control);
 		return -1;
 	}
 	char bound[128];
-	snprintf(bound, sizeof(bound), "unix:%s", ctl.path);
-	if (listener_check_fd((int)fd, bound, err, errlen) < 0)
+	snprintf(bound, sizeof(bound), "unix:%s", c.path);
+	if (listener_check_fd((int)c.fd, bound, err, errlen) < 0)
 		return -1;
-	if (lstat(ctl.path, &sb) < 0 || sb.st_dev != (dev_t)dev || sb.st_ino != (ino_t)ino)
+	if (lstat(c.path, &sb) < 0 || sb.st_dev != (dev_t)c.dev || sb.st_ino != (ino_t)c.ino)
 		log_warn("control socket file path=%s is not the one batond bound any more; "
-			 "it is left alone", ctl.path);
-	ctl.fd = (int)fd;
-	ctl.dev = (dev_t)dev;
-	ctl.ino = (ino_t)ino;
-	ctl.mode = (unsigned)mode;
+			 "it is left alone", c.path);
+	memcpy(ctl.path, c.path, sizeof(ctl.path));
+	ctl.fd = (int)c.fd;
+	ctl.dev = (dev_t)c.dev;
+	ctl.ino = (ino_t)c.ino;
+	ctl.mode = (unsigned)c.mode;
+	ctl.base_gid = c.base_gid;
+	ctl.refusals = c.refusals; /* the monotonic clock goes on across the exec */
 	poll_socket();
 	return 0;
 }

@@ -458,6 +458,8 @@ def check_state_and_restore_state_flags_refuse_hostile_input(td):
             (state(MINIMAL.replace("mode 384\n", "mode 384\nbase_gid -5\n")),
              "control: base_gid: bad value '-5'"),
             (state(MINIMAL.replace("mode 384\n", "mode 99999\n")), "control: bad mode 99999"),
+            (state(MINIMAL.replace("mode 384\n", "mode 384\nrefused_log.lines -1\n")),
+             "control: refused_log.lines: bad value '-1'"),
             (state(MINIMAL.replace("fd 5\n", "fd -3\n")), "control: fd: bad value '-3'")):
         code, out = check_state(td, data)
         assert code == 1 and want in out, (data[:80], code, out)

@@ -721,10 +721,10 @@ workers = 1
     port = b.port("web")
     req = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
 
+    from control_tests import metric, metrics
+
     def accepted():
-        out = run([bin_path("batonctl"), "-s", b.control, "metrics"]).stdout
-        return int(re.search(r'^baton_connections_accepted_total\{program="web"\} (\d+)$', out,
-                             re.M).group(1))
+        return metric(metrics(b)[2], "baton_connections_accepted_total", program="web")
 
     def answer(s):
         s.sendall(req)
@@ -787,9 +787,9 @@ workers = 1
             data += chunk
         c.close()
         assert data.startswith(b"HTTP/1.1 200 "), data
-    acked = lambda: int(re.search(r'^baton_connections_acked_total\{[^}]*\} (\d+)$', run(
-        [bin_path("batonctl"), "-s", b.control, "metrics"]).stdout, re.M).group(1))
-    wait_until(lambda: acked() == 9, 10, "batond to read the ACKs")
+    from control_tests import metric, metrics
+    wait_until(lambda: metric(metrics(b)[2], "baton_connections_acked_total", program="web") == 9, 10,
+               "batond to read the ACKs")
     trace.stop()
     with open(trace.out) as f:
         text = f.read()
