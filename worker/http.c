@@ -663,8 +663,8 @@ int main(int argc, char **argv)
 	};
 	const char *listen_addr = NULL;
 	long delay_ms = 0, defer_s = 0;
+	long long v;
 	int fail_start = 0, never_ready = 0, c;
-	char *end;
 
 	app.body = "hello from baton\n";
 	app.pid = (int)getpid();
@@ -674,21 +674,18 @@ int main(int argc, char **argv)
 			app.body = optarg;
 			break;
 		case 'c':
-			errno = 0;
-			long cap = strtol(optarg, &end, 10);
-			if (errno || *end || !*optarg || cap < 0 || cap > 1000000) {
+			if (util_parse_int(optarg, 0, 1000000, &v) < 0) {
 				fprintf(stderr, "baton-http: --capacity: want 0..1000000, got '%s'\n", optarg);
 				return 2;
 			}
-			app.capacity = (uint32_t)cap;
+			app.capacity = (uint32_t)v;
 			break;
 		case 'd':
-			errno = 0;
-			delay_ms = strtol(optarg, &end, 10);
-			if (errno || *end || !*optarg || delay_ms < 0 || delay_ms > 3600000) {
+			if (util_parse_int(optarg, 0, 3600000, &v) < 0) {
 				fprintf(stderr, "baton-http: --ready-delay: want milliseconds 0..3600000, got '%s'\n", optarg);
 				return 2;
 			}
+			delay_ms = (long)v;
 			break;
 		case 'f':
 			fail_start = 1;
@@ -700,12 +697,11 @@ int main(int argc, char **argv)
 			listen_addr = optarg;
 			break;
 		case 'D':
-			errno = 0;
-			defer_s = strtol(optarg, &end, 10);
-			if (errno || *end || !*optarg || defer_s < 1 || defer_s > 3600) {
+			if (util_parse_int(optarg, 1, 3600, &v) < 0) {
 				fprintf(stderr, "baton-http: --defer-accept: want seconds 1..3600, got '%s'\n", optarg);
 				return 2;
 			}
+			defer_s = (long)v;
 			break;
 		case 'h':
 			usage(stdout);
