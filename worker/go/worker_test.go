@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -201,13 +202,37 @@ func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
 	}
 }
 
-func openFDs(t *testing.T) int {
+// openFDs is the set of this process's open fds, each with what it
+// points at. Compare sets, not counts: an fd an earlier test left to a
+// goroutine may close while a later test runs.
+func openFDs(t *testing.T) map[string]bool {
 	t.Helper()
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return len(ents)
+	set := make(map[string]bool, len(ents))
+	for _, e := range ents {
+		target, err := os.Readlink("/proc/self/fd/" + e.Name())
+		if err != nil {
+			continue // the directory's own fd, closed by now
+		}
+		set[e.Name()+" -> "+target] = true
+	}
+	return set
+}
+
+// newFDs lists the fds open now that were not open in before.
+func newFDs(t *testing.T, before map[string]bool) []string {
+	t.Helper()
+	var added []string
+	for fd := range openFDs(t) {
+		if !before[fd] {
+			added = append(added, fd)
+		}
+	}
+	sort.Strings(added)
+	return added
 }
 
 func TestReadyOnceThenHeartbeats(t *testing.T) {
@@ -367,8 +392,8 @@ func TestConnAckAcceptDone(t *testing.T) {
 	c2.Close()
 	// every fd received is closed: the received one by the library, the
 	// dup by Close
-	if n := openFDs(t); n != fdsBefore {
-		t.Errorf("%d fds open, %d before", n, fdsBefore)
+	if added := newFDs(t, fdsBefore); len(added) > 0 {
+		t.Errorf("fds left open: %v", added)
 	}
 }
 
