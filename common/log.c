@@ -314,3 +314,19 @@ int log_limit_take(struct log_limit *l, uint64_t now_ms, unsigned *left_out)
 	l->left_out++;
 	return 0;
 }
+
+uint64_t log_limit_due_ms(const struct log_limit *l)
+{
+	return l->start_ms && l->left_out ? l->start_ms + l->window_ms : 0;
+}
+
+unsigned log_limit_close(struct log_limit *l, uint64_t now_ms)
+{
+	uint64_t due = log_limit_due_ms(l);
+	if (!due || now_ms < due)
+		return 0;
+	unsigned n = l->left_out;
+	l->start_ms = 0;
+	l->lines = l->left_out = 0;
+	return n;
+}

@@ -77,6 +77,13 @@ struct log_limit {
  * window that just ended left out, to say now; 0 when none, or when still
  * in the same window. */
 int log_limit_take(struct log_limit *l, uint64_t now_ms, unsigned *left_out);
+/* When the window under way ends (a time of now_ms's clock), or 0 when
+ * nothing was left out in it: then there is nothing to say at its end. */
+uint64_t log_limit_due_ms(const struct log_limit *l);
+/* At or after log_limit_due_ms(): how many the window left out, to say
+ * now, and the window is closed (the next line opens a new one).  0, and
+ * nothing changes, before that time or when nothing was left out. */
+unsigned log_limit_close(struct log_limit *l, uint64_t now_ms);
 
 void log_msg(enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

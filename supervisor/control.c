@@ -52,6 +52,7 @@ static struct {
 	int fd;
 	struct event *ev;
 	struct event *ev_retry; /* out of fds: accept again on a timer */
+	struct event *ev_refused; /* the end of a refusal window that left lines out */
 	uint64_t accept_retries;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	dev_t dev;
@@ -67,16 +68,47 @@ static struct {
 /* A refused client's line, unless clients were refused faster than
  * CONTROL_REFUSED_BURST per CONTROL_REFUSED_WINDOW_MS: anyone who may
  * connect can cause them at will.  The metrics count every refusal. */
+static void say_left_out(unsigned n)
+{
+	log_warn("control: %u more refused clients not logged (at most %d lines per %d s) "
+		 "refused_denied_total=%llu refused_busy_total=%llu",
+		 n, CONTROL_REFUSED_BURST, CONTROL_REFUSED_WINDOW_MS / 1000,
+		 (unsigned long long)batond.control.refused_denied,
+		 (unsigned long long)batond.control.refused_busy);
+}
+
+/* A window that left lines out says how many when it ends, not only when
+ * (if ever) the next client is refused. */
+static void arm_refusals_due(void)
+{
+	uint64_t due = log_limit_due_ms(&ctl.refusals), now = now_ms();
+	if (!due || !ctl.ev_refused || evtimer_pending(ctl.ev_refused, NULL))
+		return;
+	uint64_t wait = due > now ? due - now : 0;
+	struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000};
+	evtimer_add(ctl.ev_refused, &tv);
+}
+
+static void refusals_due(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	unsigned n = log_limit_close(&ctl.refusals, now_ms());
+	if (n)
+		say_left_out(n);
+	else /* a refusal said it and opened a new window, or libevent's clock ran ahead */
+		arm_refusals_due();
+}
+
 static int refusal_logged(void)
 {
 	unsigned left_out;
 	int ok = log_limit_take(&ctl.refusals, now_ms(), &left_out);
 	if (left_out)
-		log_warn("control: %u more refused clients not logged (at most %d lines per %d s) "
-			 "refused_denied_total=%llu refused_busy_total=%llu",
-			 left_out, CONTROL_REFUSED_BURST, CONTROL_REFUSED_WINDOW_MS / 1000,
-			 (unsigned long long)batond.control.refused_denied,
-			 (unsigned long long)batond.control.refused_busy);
+		say_left_out(left_out);
+	if (!ok)
+		arm_refusals_due();
 	return ok;
 }
 
@@ -416,8 +448,10 @@ static void poll_socket(void)
 {
 	ctl.ev = event_new(batond.base, ctl.fd, EV_READ | EV_PERSIST, on_accept, NULL);
 	ctl.ev_retry = evtimer_new(batond.base, accept_again, NULL);
-	if (!ctl.ev || !ctl.ev_retry || event_add(ctl.ev, NULL) < 0)
+	ctl.ev_refused = evtimer_new(batond.base, refusals_due, NULL);
+	if (!ctl.ev || !ctl.ev_retry || !ctl.ev_refused || event_add(ctl.ev, NULL) < 0)
 		fatal("out of memory");
+	arm_refusals_due(); /* a window a reexec carried over */
 }
 
 int control_open(const struct cfg_baton *cfg, char *err, size_t errlen)
@@ -529,6 +563,13 @@ void control_close(void)
 	if (ctl.ev_retry)
 		event_free(ctl.ev_retry);
 	ctl.ev_retry = NULL;
+	if (ctl.ev_refused)
+		event_free(ctl.ev_refused);
+	ctl.ev_refused = NULL;
+	if (ctl.refusals.left_out) /* batond stops: said now or never */
+		say_left_out(ctl.refusals.left_out);
+	ctl.refusals.start_ms = 0;
+	ctl.refusals.lines = ctl.refusals.left_out = 0;
 	if (ctl.fd >= 0) {
 		close(ctl.fd);
 		ctl.fd = -1;

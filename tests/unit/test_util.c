@@ -731,6 +731,40 @@ static void test_log_limit(void **state)
 	assert_int_equal(left, 1);
 }
 
+/* What a window left out is said when it ends, without another line. */
+static void test_log_limit_close(void **state)
+{
+	(void)state;
+	struct log_limit l = {.burst = 2, .window_ms = 1000};
+	unsigned left;
+	assert_int_equal(log_limit_due_ms(&l), 0); /* no window */
+	assert_int_equal(log_limit_close(&l, 99999), 0);
+	assert_int_equal(log_limit_take(&l, 5000, &left), 1);
+	assert_int_equal(log_limit_take(&l, 5001, &left), 1);
+	assert_int_equal(log_limit_due_ms(&l), 0); /* nothing left out: nothing to say */
+	assert_int_equal(log_limit_close(&l, 6000), 0);
+	assert_int_equal(log_limit_take(&l, 5002, &left), 0);
+	assert_int_equal(log_limit_take(&l, 5003, &left), 0);
+	assert_int_equal(log_limit_due_ms(&l), 6000);
+	/* before the end: nothing, and nothing changes */
+	assert_int_equal(log_limit_close(&l, 5999), 0);
+	assert_int_equal(l.left_out, 2);
+	/* at the end: the two, and the window is closed */
+	assert_int_equal(log_limit_close(&l, 6000), 2);
+	assert_int_equal(log_limit_due_ms(&l), 0);
+	assert_int_equal(log_limit_close(&l, 7000), 0);
+	/* the next line opens a new window with nothing more to say */
+	assert_int_equal(log_limit_take(&l, 6500, &left), 1);
+	assert_int_equal(left, 0);
+	assert_int_equal(l.start_ms, 6500);
+	/* a line that comes first after the end says it instead, once */
+	assert_int_equal(log_limit_take(&l, 6501, &left), 1);
+	assert_int_equal(log_limit_take(&l, 6502, &left), 0);
+	assert_int_equal(log_limit_take(&l, 7600, &left), 1);
+	assert_int_equal(left, 1);
+	assert_int_equal(log_limit_close(&l, 8000), 0); /* said already */
+}
+
 static void test_now_ms(void **state)
 {
 	(void)state;
@@ -1386,6 +1420,7 @@ int main(void)
 		cmocka_unit_test(test_fd_open_std),
 		cmocka_unit_test(test_fd_close_all),
 		cmocka_unit_test(test_log_limit),
+		cmocka_unit_test(test_log_limit_close),
 		cmocka_unit_test(test_now_ms),
 		cmocka_unit_test(test_log_levels),
 		cmocka_unit_test(test_log_lines),
