@@ -65,9 +65,6 @@ static struct {
 	struct log_limit refusals;
 } ctl = {.fd = -1, .refusals = {.burst = CONTROL_REFUSED_BURST, .window_ms = CONTROL_REFUSED_WINDOW_MS}};
 
-/* A refused client's line, unless clients were refused faster than
- * CONTROL_REFUSED_BURST per CONTROL_REFUSED_WINDOW_MS: anyone who may
- * connect can cause them at will.  The metrics count every refusal. */
 static void say_left_out(unsigned n)
 {
 	log_warn("control: %u more refused clients not logged (at most %d lines per %d s) "
@@ -101,6 +98,9 @@ static void refusals_due(evutil_socket_t fd, short what, void *arg)
 		arm_refusals_due();
 }
 
+/* A refused client's line, unless clients were refused faster than
+ * CONTROL_REFUSED_BURST per CONTROL_REFUSED_WINDOW_MS: anyone who may
+ * connect can cause them at will.  The metrics count every refusal. */
 static int refusal_logged(void)
 {
 	unsigned left_out;
