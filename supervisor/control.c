@@ -566,10 +566,9 @@ void control_close(void)
 	if (ctl.ev_refused)
 		event_free(ctl.ev_refused);
 	ctl.ev_refused = NULL;
-	if (ctl.refusals.left_out) /* batond stops: said now or never */
-		say_left_out(ctl.refusals.left_out);
-	ctl.refusals.start_ms = 0;
-	ctl.refusals.lines = ctl.refusals.left_out = 0;
+	unsigned left_out = log_limit_close(&ctl.refusals, UINT64_MAX); /* whenever it was due */
+	if (left_out) /* batond stops: said now or never */
+		say_left_out(left_out);
 	if (ctl.fd >= 0) {
 		close(ctl.fd);
 		ctl.fd = -1;
