@@ -195,6 +195,9 @@ def python_worker_example(td):
 
 @test
 def sigkill_worker_under_load_loses_nothing(td):
+    """SIGKILL a worker under load: it is replaced, the connections it had
+    not acked go to the other worker, and no client fails but those the
+    victim had acked and not finished (its own, counted as lost with it)."""
     b = Batond(td, web_config(workers=2), wait_ready=2)
     port = b.port("v4")
     before = b.ready_pids("web")
@@ -206,15 +209,25 @@ def sigkill_worker_under_load_loses_nothing(td):
     b.wait_ready(3)  # the replacement reported ready
     time.sleep(0.5)
     ok, errors = load.finish()
-    assert not errors, (len(errors), errors[:5])
     assert ok >= 100, ok
     after = b.ready_pids("web")
     assert victim not in after and len(after) == 2, (before, after)
     replacement = (set(after) - set(before)).pop()
     r = http_get(("127.0.0.1", port))
     assert r[0] == 200
-    print(f"    {ok} requests, 0 errors; worker {victim} killed, replaced by {replacement}")
     assert b.stop() == 0
+    m = re.search(r"program totals program=web accepted=(\d+) handed=\d+ acked=(\d+) "
+                  r"redispatched=(\d+) dropped=(\d+) lost_with_worker=(\d+)", b.log())
+    assert m, b.tail()
+    accepted, acked, redispatched, dropped, lost = map(int, m.groups())
+    assert dropped == 0 and accepted == acked, m.group(0)
+    # SIGKILL may land between the victim's ACK and its answer: those
+    # clients were the worker's and go with it; no other may fail, and
+    # none may be refused.
+    assert len(errors) <= lost, (len(errors), lost, errors[:5])
+    assert not any("Refused" in e for e in errors), errors[:5]
+    print(f"    {ok} requests, {len(errors)} failed (<= {lost} acked by the killed worker); "
+          f"worker {victim} killed, replaced by {replacement}, {redispatched} re-dispatched")
 
 
 @test
